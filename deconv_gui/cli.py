@@ -1,0 +1,210 @@
+"""The ``deconv-gui`` command: ``segment`` images and ``evaluate`` a model on a dataset.
+
+Every error a user can cause is printed as one line ``error: <file>: <reason>`` — never a traceback. A folder
+run reports a bad file and goes on with the next one; the exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deconv_gui.core.errors import DeconvGuiError
+
+log = logging.getLogger("deconv_gui")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="model checkpoint (.pt) to run")
+    p.add_argument("--proposals", type=int, default=50, metavar="N", help="Edge Box proposals kept (top N)")
+    p.add_argument("--max-boxes", type=int, default=2000, metavar="N", help="Edge Box candidates before top-N")
+    p.add_argument("--min-side", type=float, default=112.0, help="skip proposals whose shorter side is smaller (px)")
+    p.add_argument("--edge-model", default=None, help="structured-edge model file (model.yml.gz) for Edge Boxes")
+    p.add_argument("--mode", choices=("auto", "instances", "whole"), default="auto",
+                   help="instance-wise (DeconvNet) or whole-image inference; auto picks by architecture")
+    p.add_argument("--aggregation", choices=("max", "sum"), default="max", help="paper Eq. 1 (max) or Eq. 2 (sum)")
+    p.add_argument("--ensemble", choices=("mean", "product", "off"), default="mean",
+                   help="combine with --partner: mean (paper), product (original code) or off")
+    p.add_argument("--partner", default=None, help="whole-image partner checkpoint (FCN-8s) for the ensemble")
+    p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--batch", type=int, default=0, help="crops per forward pass (0 = auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deconv-gui", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment an image or every image of a folder")
+    seg.add_argument("input", help="an image file or a folder of images")
+    seg.add_argument("--out", required=True, help="output folder (created if missing)")
+    _add_model_args(seg)
+    seg.add_argument("--instances", action="store_true",
+                     help="also write per-instance masks and a JSON of boxes, scores and classes")
+    seg.add_argument("--overlay", action="store_true", help="also write a colour overlay PNG")
+
+    ev = sub.add_parser("evaluate", help="per-class IoU of a model on a dataset split")
+    ev.add_argument("--data", required=True, help="dataset root folder")
+    ev.add_argument("--format", choices=("camvid", "voc", "folder"), required=True)
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
+    _add_model_args(ev)
+    return parser
+
+
+def _make_segmenter(args: argparse.Namespace, progress_bar: bool = True):  # noqa: ANN202 - local import types
+    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+    from deconv_gui.inference.runner import ModelRunner, RunnerOptions
+    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+
+    ropts = RunnerOptions(device=args.device, precision=args.precision, chunk_size=args.batch)
+    runner = ModelRunner.from_checkpoint(args.weights, ropts)
+    partner = None
+    if args.partner and args.ensemble != "off":
+        partner = ModelRunner.from_checkpoint(args.partner, ropts)
+        if partner.meta.class_names != runner.meta.class_names:
+            raise DeconvGuiError(
+                f"its classes {partner.meta.class_names} differ from {args.weights}'s {runner.meta.class_names}",
+                args.partner,
+            )
+    proposer = EdgeBoxProposer(EdgeBoxConfig(
+        max_boxes=args.max_boxes, top_n=args.proposals, min_side=args.min_side, edge_model_path=args.edge_model,
+    ))
+    options = PipelineOptions(
+        mode=args.mode, aggregation=args.aggregation, ensemble=args.ensemble, crf=args.crf,
+        keep_instance_scores=bool(getattr(args, "instances", False)),
+    )
+    log.info("model %s on %s", runner.architecture, runner.describe_device())
+    return Segmenter(runner, partner=partner, proposer=proposer, options=options)
+
+
+def _segment_inputs(path: Path) -> list[Path]:
+    from deconv_gui.io.images import list_images
+
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise DeconvGuiError("no images in this folder", path)
+        return files
+    if not path.exists():
+        raise DeconvGuiError("no such file or folder", path)
+    return [path]
+
+
+def _write_instances(out_dir: Path, stem: str, result) -> None:  # noqa: ANN001
+    from deconv_gui.io.label_maps import write_json, write_mask_png
+
+    inst_dir = out_dir / f"{stem}_instances"
+    inst_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(result.num_proposals):
+        mask, cls, prob = result.instance_mask(i)
+        name = f"{i:03d}.png"
+        write_mask_png(inst_dir / name, mask)
+        records.append({
+            "rank": i, "box": [int(v) for v in result.boxes[i]], "objectness": float(result.proposal_scores[i]),
+            "class_id": cls, "class_name": result.class_names[cls] if cls < len(result.class_names) else str(cls),
+            "mean_probability": prob, "area": int(mask.sum()), "mask": f"{inst_dir.name}/{name}",
+            "user_box": bool(result.from_user[i]),
+        })
+    write_json(out_dir / f"{stem}_instances.json", {
+        "image_size": {"height": result.image_hw[0], "width": result.image_hw[1]},
+        "box_format": "x0 y0 x1 y1, pixels, x1/y1 exclusive",
+        "classes": result.class_names, "instances": records,
+    })
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from deconv_gui.io.images import read_image
+    from deconv_gui.io.label_maps import write_overlay_png, write_palette_png
+
+    files = _segment_inputs(Path(args.input))
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeconvGuiError(f"cannot create the output folder: {exc.strerror}", out_dir) from None
+    segmenter = _make_segmenter(args)
+    failed = 0
+    bar = tqdm(total=len(files), unit="img", disable=None)
+    for path in files:
+        bar.set_postfix_str(path.name)
+        try:
+            image = read_image(path)
+
+            def progress(done: int, total: int, stage: str) -> None:
+                bar.set_postfix_str(f"{path.name} {stage} {done}/{total}")
+
+            result = segmenter.segment(image, progress=progress)
+            write_palette_png(out_dir / f"{path.stem}.png", result.label, result.palette)
+            if args.overlay:
+                write_overlay_png(out_dir / f"{path.stem}_overlay.png", image, result.label, result.palette)
+            if args.instances:
+                _write_instances(out_dir, path.stem, result)
+        except DeconvGuiError as exc:
+            failed += 1
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    print(f"{len(files) - failed} of {len(files)} images segmented into {out_dir}")
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from deconv_gui.core.metrics import ConfusionMatrix
+    from deconv_gui.io.dataset_files import find_dataset_files
+    from deconv_gui.io.images import read_image
+    from deconv_gui.io.label_maps import read_label_png
+
+    files = find_dataset_files(args.data, args.format, args.split)
+    segmenter = _make_segmenter(args)
+    names = list(segmenter.runner.meta.class_names)
+    if files.class_names and files.class_names != names:
+        raise DeconvGuiError(f"the model's classes {names} differ from the dataset's {files.class_names}",
+                             args.weights)
+    cm = ConfusionMatrix(len(names))
+    pairs = list(zip(files.images, files.labels))
+    if args.limit:
+        pairs = pairs[: args.limit]
+    t0 = time.perf_counter()
+    for img_path, lab_path in tqdm(pairs, unit="img", disable=None):
+        image = read_image(img_path)
+        target = files.map_label(read_label_png(lab_path))
+        if target.shape != image.shape[:2]:
+            raise DeconvGuiError(f"label is {target.shape[1]}×{target.shape[0]} but its image is "
+                                 f"{image.shape[1]}×{image.shape[0]}", lab_path)
+        target = np.where(target < len(names), target, 255).astype(np.uint8)
+        cm.update(target, segmenter.segment(image).label)
+    print(cm.table(names))
+    print(f"{len(pairs)} images, {time.perf_counter() - t0:.1f} s, device {segmenter.runner.describe_device()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate}
+    try:
+        return commands[args.command](args)
+    except DeconvGuiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

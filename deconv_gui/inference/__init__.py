@@ -1,0 +1,1 @@
+"""The per-image pipeline: crop → batch → forward → paste back → aggregate, with cancellation and progress."""

@@ -1,0 +1,255 @@
+"""The whole DeconvNet pipeline for one image, and re-combination of cached results.
+
+``segment``: proposals → crops → batched forward in chunks (bounded memory for any N; progress and cancel
+between chunks) → streaming aggregation → optional whole-image partner → ensemble → optional dense CRF → labels.
+
+``recombine``: the same last steps from a :class:`SegmentationResult`'s cached per-instance maps, for a GUI that
+includes/excludes proposals, changes top-N, aggregation, ensemble or CRF without a new forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from deconv_gui.core.aggregation import AggregationMode, aggregate_instances, label_map, resize_to_box, softmax
+from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
+from deconv_gui.inference.crops import crop_batch, integer_boxes
+from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.runner import ModelRunner
+from deconv_gui.postprocess.crf import CRFParams, dense_crf
+from deconv_gui.postprocess.ensemble import EnsembleMode, ensemble_probabilities
+from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, proposals_from_boxes
+
+log = logging.getLogger(__name__)
+
+InferenceMode = Literal["auto", "instances", "whole"]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Choices that shape one run.
+
+    ``mode``: ``"instances"`` (DeconvNet's proposal-wise inference), ``"whole"`` (one pass on the whole image),
+    ``"auto"`` (instances for DeconvNet, whole for the others). ``keep_instance_scores`` keeps the
+    ``(N, C, S, S)`` float16 cache a GUI needs; turn it off for memory-bounded batch runs.
+    """
+
+    mode: InferenceMode = "auto"
+    aggregation: AggregationMode = "max"
+    ensemble: EnsembleMode = "mean"
+    crf: bool = False
+    crf_params: CRFParams = CRFParams()
+    keep_instance_scores: bool = True
+
+
+def _post(
+    aggregated: np.ndarray, partner_scores: np.ndarray | None, image: np.ndarray, options: PipelineOptions,
+    device: str, timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble (when a partner exists and the mode is not off) and CRF → ``(probabilities, label)``."""
+    t0 = time.perf_counter()
+    mode = options.ensemble if partner_scores is not None else "off"
+    probs = ensemble_probabilities(aggregated, partner_scores, mode)
+    timings["ensemble"] = time.perf_counter() - t0
+    if options.crf:
+        t0 = time.perf_counter()
+        probs = dense_crf(image, probs, options.crf_params, device=device)
+        timings["crf"] = time.perf_counter() - t0
+    return probs, label_map(probs)
+
+
+class Segmenter:
+    """Runs the pipeline with one main model, an optional ensemble partner and an Edge Box proposer."""
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        *,
+        partner: ModelRunner | None = None,
+        proposer: EdgeBoxProposer | None = None,
+        options: PipelineOptions = PipelineOptions(),
+    ) -> None:
+        if partner is not None and partner.meta.class_names != runner.meta.class_names:
+            raise ValueError(
+                f"the ensemble partner's classes {partner.meta.class_names} differ from the model's "
+                f"{runner.meta.class_names}"
+            )
+        self.runner = runner
+        self.partner = partner
+        self.proposer = proposer or EdgeBoxProposer(EdgeBoxConfig())
+        self.options = options
+
+    @property
+    def instance_mode(self) -> bool:
+        if self.options.mode == "auto":
+            return self.runner.architecture == "deconvnet"
+        return self.options.mode == "instances"
+
+    def _crf_device(self) -> str:
+        return "cuda" if self.runner.device.type == "cuda" else "cpu"
+
+    def instance_scores(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        *,
+        aggregation: AggregationMode = "max",
+        keep: bool = True,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the network on every integer box, chunk by chunk.
+
+        Returns ``(aggregated (C, H, W) float32, instance_scores (N, C, S, S) float16 or None)``. Only one
+        chunk of crops and scores is alive at a time, plus the float16 cache when ``keep``.
+        """
+        size = int(self.runner.meta.input_size)
+        h, w = image.shape[:2]
+        n = len(boxes)
+        c = self.runner.num_classes
+        cache = np.empty((n, c, size, size), np.float16) if keep else None
+        acc = np.zeros((c, h, w), np.float32)
+        chunk = self.runner.chunk_size
+        progress(0, n, "crops")
+        for start in range(0, n, chunk):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            stop = min(start + chunk, n)
+            scores = self.runner.forward_crops(crop_batch(image, boxes[start:stop], size))
+            for j, i in enumerate(range(start, stop)):
+                if cache is not None:
+                    cache[i] = scores[j]
+                pasted = resize_to_box(scores[j], boxes[i], (h, w))
+                if pasted is None:
+                    continue
+                patch, (rows, cols) = pasted
+                region = acc[:, rows, cols]
+                if aggregation == "max":
+                    np.maximum(region, patch, out=region)
+                else:
+                    region += np.maximum(patch, 0.0)
+                acc[:, rows, cols] = region
+            progress(stop, n, "crops")
+        return acc, cache
+
+    def segment(
+        self,
+        image: np.ndarray,
+        *,
+        boxes: np.ndarray | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> SegmentationResult:
+        """Segment ``image`` ``(H, W, 3)`` uint8 RGB; ``boxes`` ``(N, 4)`` overrides the Edge Box proposals."""
+        opts = self.options
+        timings: dict[str, float] = {}
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        if self.instance_mode:
+            progress(0, 1, "proposals")
+            if boxes is None:
+                props = self.proposer.propose(image)
+            else:
+                props = proposals_from_boxes(boxes, image.shape[:2])
+            crop_boxes = integer_boxes(props.boxes)
+            scores = np.asarray(props.scores, np.float32)
+            timings["proposals"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            aggregated, cache = self.instance_scores(
+                image, crop_boxes, aggregation=opts.aggregation, keep=opts.keep_instance_scores,
+                progress=progress, cancel=cancel,
+            )
+        else:
+            crop_boxes = np.zeros((0, 4), np.int64)
+            scores = np.zeros((0,), np.float32)
+            cache = None
+            progress(0, 1, "whole image")
+            aggregated = self.runner.whole_image_scores(image)
+        timings["network"] = time.perf_counter() - t0
+        partner_scores = None
+        if self.partner is not None and opts.ensemble != "off":
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            t0 = time.perf_counter()
+            progress(0, 1, "ensemble partner")
+            partner_scores = self.partner.whole_image_scores(image)
+            timings["partner"] = time.perf_counter() - t0
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        probs, label = _post(aggregated, partner_scores, image, opts, self._crf_device(), timings)
+        progress(1, 1, "done")
+        return SegmentationResult(
+            image_hw=(h, w),
+            class_names=list(self.runner.meta.class_names),
+            palette=np.asarray(self.runner.meta.palette, np.uint8),
+            boxes=crop_boxes,
+            proposal_scores=scores,
+            instance_scores=cache,
+            aggregated=aggregated,
+            partner_scores=partner_scores,
+            probabilities=probs,
+            label=label,
+            include=np.ones(len(crop_boxes), bool),
+            from_user=np.full(len(crop_boxes), boxes is not None and self.instance_mode),
+            mode="instances" if self.instance_mode else "whole",
+            timings=timings,
+            device=self.runner.describe_device(),
+        )
+
+    def add_box(self, result: SegmentationResult, image: np.ndarray, box: np.ndarray) -> SegmentationResult:
+        """Run only the crop of a caller-given ``box`` (x0, y0, x1, y1; no extra context) and append it."""
+        if result.instance_scores is None:
+            raise ValueError("this result keeps no per-instance maps; re-run with keep_instance_scores=True")
+        props = proposals_from_boxes(np.asarray(box, np.float64).reshape(1, 4), image.shape[:2])
+        new_box = integer_boxes(props.boxes)
+        _, cache = self.instance_scores(image, new_box, keep=True)
+        assert cache is not None
+        updated = replace(
+            result,
+            boxes=np.concatenate([result.boxes, new_box]),
+            proposal_scores=np.concatenate([result.proposal_scores, np.ones(1, np.float32)]),
+            instance_scores=np.concatenate([result.instance_scores, cache]),
+            include=np.concatenate([result.include, np.ones(1, bool)]),
+            from_user=np.concatenate([result.from_user, np.ones(1, bool)]),
+        )
+        return recombine(updated, image, self.options, device=self._crf_device())
+
+
+def recombine(
+    result: SegmentationResult,
+    image: np.ndarray,
+    options: PipelineOptions,
+    *,
+    include: np.ndarray | None = None,
+    top_n: int | None = None,
+    device: str = "cpu",
+) -> SegmentationResult:
+    """Re-aggregate, re-ensemble and re-CRF from cached maps (no network). ``include``: ``(N,)`` bool mask;
+    ``top_n``: keep only the first ``top_n`` Edge Box proposals (sorted by objectness); user boxes are always
+    kept."""
+    timings: dict[str, float] = {}
+    inc = result.include.copy() if include is None else np.asarray(include, bool).copy()
+    if result.mode == "instances":
+        if result.instance_scores is None:
+            raise ValueError("this result keeps no per-instance maps; re-run with keep_instance_scores=True")
+        if top_n is not None:
+            edge_box = ~result.from_user
+            rank = np.cumsum(edge_box)
+            inc &= ~edge_box | (rank <= top_n)
+        t0 = time.perf_counter()
+        aggregated = aggregate_instances(
+            result.instance_scores, result.boxes, result.image_hw, mode=options.aggregation, include=inc
+        )
+        timings["aggregate"] = time.perf_counter() - t0
+    else:
+        aggregated = result.aggregated
+    probs, label = _post(aggregated, result.partner_scores, image, options, device, timings)
+    return replace(result, aggregated=aggregated, probabilities=probs, label=label, include=inc, timings=timings)
+
+
+__all__ = ["PipelineOptions", "Segmenter", "recombine", "SegmentationResult", "softmax"]

@@ -1,0 +1,123 @@
+"""Find (image, label) file pairs of a dataset on disk, in the layouts the project reads.
+
+- ``camvid`` (SegNet layout): ``{split}.txt`` lines ``/SegNet/CamVid/train/x.png /SegNet/.../trainannot/x.png``
+  (or plain relative paths); images in ``{split}/``, labels in ``{split}annot/``; label 11 (Unlabelled) → 255.
+- ``voc`` (PASCAL VOC 2012): ``ImageSets/Segmentation/{split}.txt`` ids, ``JPEGImages/{id}.jpg``,
+  ``SegmentationClass/{id}.png`` (palette PNG, 255 = void), optional ``SegmentationObject/{id}.png``.
+- ``folder``: ``images/`` and ``masks/`` with matching stems (masks single-channel index PNGs), optional
+  ``classes.txt`` (one class name a line) and ``{split}.txt`` listing stems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from deconv_gui.core.errors import DatasetError
+from deconv_gui.core.palette import CAMVID_CLASSES, VOC_CLASSES
+from deconv_gui.io.images import IMAGE_SUFFIXES
+
+DatasetFormat = Literal["camvid", "voc", "folder"]
+DATASET_FORMATS: tuple[str, ...] = ("camvid", "voc", "folder")
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Pairs of files of one split. ``void_values`` are label values mapped to 255 when reading."""
+
+    root: Path
+    format: str
+    split: str
+    images: list[Path]
+    labels: list[Path]
+    instances: list[Path | None]
+    class_names: list[str]
+    void_values: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def map_label(self, raw: np.ndarray) -> np.ndarray:
+        """Raw label values → training labels: ``void_values`` and values ≥ num_classes become 255."""
+        out = raw.astype(np.uint8, copy=True)
+        for v in self.void_values:
+            out[raw == v] = 255
+        return out
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DatasetError(f"{what} not found", path)
+    return path
+
+
+def _camvid(root: Path, split: str) -> DatasetFiles:
+    listing = _require(root / f"{split}.txt", f"CamVid split list '{split}.txt'")
+    images, labels = [], []
+    for n, line in enumerate(listing.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DatasetError(f"line {n} should hold 'image label', got {line!r}", listing)
+        img = root / split / Path(parts[0]).name
+        lab = root / f"{split}annot" / Path(parts[1]).name
+        images.append(_require(img, "image listed in the split file"))
+        labels.append(_require(lab, "label listed in the split file"))
+    if not images:
+        raise DatasetError("the split list is empty", listing)
+    return DatasetFiles(root, "camvid", split, images, labels, [None] * len(images), list(CAMVID_CLASSES), (11,))
+
+
+def _voc(root: Path, split: str) -> DatasetFiles:
+    if (root / "VOC2012").is_dir() and not (root / "JPEGImages").is_dir():
+        root = root / "VOC2012"
+    listing = _require(root / "ImageSets" / "Segmentation" / f"{split}.txt", f"VOC split list '{split}.txt'")
+    ids = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+    if not ids:
+        raise DatasetError("the split list is empty", listing)
+    images = [_require(root / "JPEGImages" / f"{i}.jpg", "image listed in the split file") for i in ids]
+    labels = [_require(root / "SegmentationClass" / f"{i}.png", "label listed in the split file") for i in ids]
+    obj = root / "SegmentationObject"
+    instances = [(obj / f"{i}.png") if (obj / f"{i}.png").exists() else None for i in ids]
+    return DatasetFiles(root, "voc", split, images, labels, instances, list(VOC_CLASSES))
+
+
+def _folder(root: Path, split: str) -> DatasetFiles:
+    img_dir = _require(root / "images", "folder dataset's 'images' directory")
+    mask_dir = _require(root / "masks", "folder dataset's 'masks' directory")
+    listing = root / f"{split}.txt"
+    if listing.exists():
+        stems = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+        by_stem = {p.stem: p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        missing = [s for s in stems if s not in by_stem]
+        if missing:
+            raise DatasetError(f"{len(missing)} listed images have no file in images/, e.g. {missing[0]!r}", listing)
+        images = [by_stem[s] for s in stems]
+    else:
+        images = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DatasetError("no images found", img_dir)
+    labels = [_require(mask_dir / f"{p.stem}.png", f"mask for image {p.name}") for p in images]
+    inst_dir = root / "instances"
+    instances = [(inst_dir / f"{p.stem}.png") if (inst_dir / f"{p.stem}.png").exists() else None for p in images]
+    names_file = root / "classes.txt"
+    if names_file.exists():
+        names = [s.strip() for s in names_file.read_text().splitlines() if s.strip()]
+    else:
+        names = []
+    return DatasetFiles(root, "folder", split, images, labels, instances, names)
+
+
+def find_dataset_files(root: str | Path, fmt: str, split: str = "val") -> DatasetFiles:
+    """List one split of a dataset; a missing folder, list or file raises :class:`DatasetError` naming it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError("dataset folder not found", root)
+    readers = {"camvid": _camvid, "voc": _voc, "folder": _folder}
+    if fmt not in readers:
+        raise DatasetError(f"unknown dataset format {fmt!r}; use one of {', '.join(DATASET_FORMATS)}", root)
+    return readers[fmt](root, split)
