@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write per-instance masks and a JSON of boxes, scores and classes")
     seg.add_argument("--overlay", action="store_true", help="also write a colour overlay PNG")
 
+    demo = sub.add_parser("demo", help="segment the bundled demo scene (or IMAGE) with the bundled demo model")
+    demo.add_argument("input", nargs="?", default=None, help="an image or folder instead of the demo scene")
+    demo.add_argument("--weights", default=None, help="checkpoint instead of the bundled demo model")
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+
     ev = sub.add_parser("evaluate", help="per-class IoU of a model on a dataset split")
     ev.add_argument("--data", required=True, help="dataset root folder")
     ev.add_argument("--format", choices=("camvid", "voc", "folder"), required=True)
@@ -142,8 +147,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             image = read_image(path)
 
-            def progress(done: int, total: int, stage: str) -> None:
-                bar.set_postfix_str(f"{path.name} {stage} {done}/{total}")
+            def progress(done: int, total: int, stage: str, name: str = path.name) -> None:
+                bar.set_postfix_str(f"{name} {stage} {done}/{total}")
 
             result = segmenter.segment(image, progress=progress)
             write_palette_png(out_dir / f"{path.stem}.png", result.label, result.palette)
@@ -175,7 +180,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise DeconvGuiError(f"the model's classes {names} differ from the dataset's {files.class_names}",
                              args.weights)
     cm = ConfusionMatrix(len(names))
-    pairs = list(zip(files.images, files.labels))
+    pairs = list(zip(files.images, files.labels, strict=True))
     if args.limit:
         pairs = pairs[: args.limit]
     t0 = time.perf_counter()
@@ -192,10 +197,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+DEMO_SCENE = RESOURCES / "demo" / "scene.png"
+DEMO_WEIGHTS = RESOURCES / "weights" / "demo_synthetic.pt"
+
+
+def ensure_demo_scene() -> Path:
+    """The bundled demo scene: a synthetic 480×360 scene the project generates (seed 2026), written once."""
+    if not DEMO_SCENE.exists():
+        from deconv_gui.core.synthetic import make_scene
+        from deconv_gui.io.atomic import atomic_path
+
+        DEMO_SCENE.parent.mkdir(parents=True, exist_ok=True)
+        from PIL import Image
+
+        with atomic_path(DEMO_SCENE) as tmp:
+            Image.fromarray(make_scene(2026, height=360, width=480).image).save(tmp)
+    return DEMO_SCENE
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    weights = Path(args.weights) if args.weights else DEMO_WEIGHTS
+    if not weights.exists():
+        raise DeconvGuiError("no demo model yet (it is trained in the training issue); pass --weights CKPT", weights)
+    target = args.input or str(ensure_demo_scene())
+    seg_args = build_parser().parse_args(
+        ["segment", target, "--weights", str(weights), "--out", args.out, "--instances", "--overlay"])
+    code = cmd_segment(seg_args)
+    print(f"results in {Path(args.out).resolve()}")
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate}
+    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo}
     try:
         return commands[args.command](args)
     except DeconvGuiError as exc:

@@ -35,7 +35,7 @@ def fuse_batchnorm(model: nn.Module) -> nn.Module:
         if not isinstance(module, nn.Sequential):
             continue
         names = list(module._modules.keys())
-        for a, b in zip(names, names[1:]):
+        for a, b in zip(names, names[1:], strict=False):
             conv, bn = module._modules[a], module._modules[b]
             foldable = isinstance(conv, nn.Conv2d) or (isinstance(conv, nn.ConvTranspose2d) and conv.groups == 1)
             if foldable and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:

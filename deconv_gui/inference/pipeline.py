@@ -16,7 +16,13 @@ from typing import Literal
 
 import numpy as np
 
-from deconv_gui.core.aggregation import AggregationMode, aggregate_instances, label_map, resize_to_box, softmax
+from deconv_gui.core.aggregation import (
+    AggregationMode,
+    aggregate_instances,
+    label_map,
+    resize_to_box,
+    softmax,
+)
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
 from deconv_gui.inference.crops import crop_batch, integer_boxes
 from deconv_gui.inference.result import SegmentationResult

@@ -1,0 +1,240 @@
+"""Checkpoint files: one file holds a model's weights and everything needed to use them.
+
+On disk (``torch.save``) a checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` can read,
+so opening a file never runs code from it::
+
+    {"format": "deconv_gui.checkpoint", "format_version": 1,
+     "meta": {...ModelMeta as plain str/int/float/list/dict...},
+     "state_dict": {name: Tensor}}
+
+Class names, palette and input normalisation travel with the weights (:class:`ModelMeta`), not with the model
+class. Every problem with a file raises :class:`~deconv_gui.core.errors.CheckpointError` naming the file and
+the reason; building the model from a checkpoint is ``deconv_gui.models.registry.model_from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from deconv_gui.core.errors import CheckpointError
+from deconv_gui.io.atomic import atomic_path
+
+FORMAT = "deconv_gui.checkpoint"
+FORMAT_VERSION = 1
+#: The architectures a checkpoint may name; equal to ``deconv_gui.models.registry.MODEL_BUILDERS``'s keys
+#: (a test keeps them equal — io may not import models).
+KNOWN_ARCHITECTURES: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_PROTO = b"\x80"  # torch's legacy format and plain pickles start with the PROTO opcode
+_KNOWN_NON_CHECKPOINTS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+}
+
+
+@dataclass
+class ModelMeta:
+    """What a checkpoint says about its weights.
+
+    ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 RGB input per channel;
+    ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``train_config`` and
+    ``metrics`` are free-form but must be plain (JSON-like) data.
+    """
+
+    architecture: str
+    width: float
+    num_classes: int
+    class_names: list[str]
+    palette: list[list[int]]
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    input_size: int = 224
+    train_config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def problems(self) -> list[str]:
+        """Internal inconsistencies (empty when the metadata is usable)."""
+        found = []
+        if self.num_classes < 1:
+            found.append(f"num_classes is {self.num_classes}")
+        if len(self.class_names) != self.num_classes:
+            found.append(f"{len(self.class_names)} class names for {self.num_classes} classes")
+        if len(self.palette) != self.num_classes or any(len(c) != 3 for c in self.palette):
+            found.append(f"palette is not {self.num_classes}×3")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            found.append("mean/std are not 3 values with std > 0")
+        if self.width <= 0:
+            found.append(f"width is {self.width}")
+        return found
+
+    def to_plain(self) -> dict[str, Any]:
+        """The metadata as plain Python types (what is stored)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_plain(cls, data: Any, path: str | os.PathLike[str]) -> ModelMeta:
+        """Inverse of :meth:`to_plain`; unknown keys are ignored, missing or ill-typed ones raise CheckpointError."""
+        if not isinstance(data, dict):
+            raise CheckpointError("metadata is missing or not a dict", path)
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(data))
+        if missing:
+            raise CheckpointError(f"metadata is incomplete: missing {', '.join(missing)}", path)
+        try:
+            meta = cls(**{k: v for k, v in data.items() if k in names})
+            meta.width = float(meta.width)
+            meta.num_classes = int(meta.num_classes)
+            meta.input_size = int(meta.input_size)
+            meta.class_names = [str(c) for c in meta.class_names]
+            meta.palette = [[int(v) for v in c] for c in meta.palette]
+            meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"metadata is malformed ({err})", path) from None
+        problems = meta.problems()
+        if problems:
+            raise CheckpointError(f"metadata is inconsistent: {'; '.join(problems)}", path)
+        return meta
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples → lists, numpy/torch scalars → Python numbers, paths → str; else TypeError."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # numpy arrays/scalars, tensors
+        return _plain(value.tolist())
+    raise TypeError(f"checkpoint metadata must be plain data, got {type(value).__name__}: {value!r}")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], state_dict: dict[str, Tensor], meta: ModelMeta, *, half: bool = False
+) -> None:
+    """Write ``state_dict`` + ``meta`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Tensors are stored detached, contiguous, on the CPU; with ``half=True`` float32/float64 tensors are stored
+    as float16 (half the size; :func:`load_checkpoint` casts them back to float32). Raises ``ValueError`` for
+    inconsistent ``meta`` (a programming error) and :class:`~deconv_gui.core.errors.OutputError` when the file
+    cannot be written.
+    """
+    problems = meta.problems()
+    if problems:
+        raise ValueError(f"inconsistent ModelMeta: {'; '.join(problems)}")
+    tensors = {}
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        if half and tensor.dtype in (torch.float32, torch.float64):
+            tensor = tensor.half()
+        tensors[name] = tensor
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta.to_plain(),
+        "state_dict": tensors,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _sniff(path: Path) -> None:
+    """Reject, before unpickling anything, files that cannot be a checkpoint."""
+    try:
+        if path.is_dir():
+            raise CheckpointError("is a folder, not a checkpoint file", path)
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+    except FileNotFoundError:
+        raise CheckpointError("file not found", path) from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read ({err.strerror or err})", path) from None
+    if size == 0:
+        raise CheckpointError("empty file (0 bytes)", path)
+    if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
+        return
+    for magic, what in _KNOWN_NON_CHECKPOINTS.items():
+        if head.startswith(magic):
+            raise CheckpointError(f"not a checkpoint: the file is {what}", path)
+    raise CheckpointError("not a PyTorch checkpoint file (unrecognised contents)", path)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with its failures turned into CheckpointError."""
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": we report our own reason
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the loader raises UnpicklingError, RuntimeError, EOFError, KeyError, ...
+        text = str(err)
+        code = re.search(r"GLOBAL (\S+)", text)
+        if code:
+            reason = f"refused: the file contains Python code ({code.group(1)}), not just weights"
+        elif "Weights only load failed" in text:
+            reason = "refused: the file is a Python pickle that is not a plain weights file"
+        elif "central directory" in text or isinstance(err, EOFError):
+            reason = "truncated or corrupt (incomplete download or copy?)"
+        else:
+            reason = f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:120] if text else ''})"
+        raise CheckpointError(reason, path) from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], ModelMeta]:
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(state_dict, meta)``, tensors on the CPU.
+
+    float16/bfloat16 tensors come back as float32. Raises CheckpointError (message: the path and the reason)
+    for a missing, empty, foreign, code-carrying, truncated or newer-format file, inconsistent metadata or an
+    architecture outside :data:`KNOWN_ARCHITECTURES`.
+    """
+    path = Path(path)
+    _sniff(path)
+    payload = _torch_load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and payload and all(isinstance(v, Tensor) for v in payload.values()):
+            raise CheckpointError(
+                "not a deconv_gui checkpoint: a bare state dict without class names/metadata", path
+            )
+        raise CheckpointError("not a deconv_gui checkpoint (no 'format' marker)", path)
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"format version {version!r} is newer than this program reads ({FORMAT_VERSION}); update deconv_gui",
+            path,
+        )
+    meta = ModelMeta.from_plain(payload.get("meta"), path)
+    if meta.architecture not in KNOWN_ARCHITECTURES:
+        raise CheckpointError(
+            f"unknown architecture {meta.architecture!r} (known: {', '.join(KNOWN_ARCHITECTURES)})", path
+        )
+    raw = payload.get("state_dict")
+    if not isinstance(raw, dict) or not all(isinstance(v, Tensor) for v in raw.values()):
+        raise CheckpointError("state_dict is missing or holds non-tensors", path)
+    state_dict = {
+        str(k): v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in raw.items()
+    }
+    return state_dict, meta

@@ -1,0 +1,112 @@
+"""The model zoo by name: builders, which models serve which inference mode, and loading from checkpoints.
+
+Every builder has the signature ``builder(*, num_classes: int, width: float = 1.0, pretrained_backbone: bool =
+False) -> nn.Module`` and every model's ``forward((B, 3, H, W) float)`` returns ``{"out": (B, C, H, W)}`` raw
+class scores (plus ``"aux"`` for PSPNet in training mode).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from deconv_gui.core.errors import CheckpointError
+from deconv_gui.io.checkpoints import ModelMeta, load_checkpoint
+from deconv_gui.models.deconvnet import deconvnet
+from deconv_gui.models.fcn import fcn8s
+from deconv_gui.models.linknet import linknet
+from deconv_gui.models.pspnet import pspnet
+
+MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "deconvnet": deconvnet,
+    "fcn8s": fcn8s,
+    "pspnet": pspnet,
+    "linknet": linknet,
+}
+#: Models that can segment a whole image in one pass (DeconvNet can too, besides per-instance crops).
+WHOLE_IMAGE_MODELS: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
+#: Models meant for the instance-wise (proposal crop) procedure.
+INSTANCE_MODELS: tuple[str, ...] = ("deconvnet",)
+_INPUT_MULTIPLE = 32
+_MAX_MISMATCHES_SHOWN = 3
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    try:
+        return MODEL_BUILDERS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; valid names: {', '.join(MODEL_BUILDERS)}") from None
+
+
+def build_model(
+    name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False
+) -> nn.Module:
+    """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise."""
+    return _builder(name)(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone)
+
+
+def input_multiple(name: str) -> int:
+    """Whole images fed to model ``name`` should have sides that are multiples of this (pad, then crop back)."""
+    _builder(name)
+    return _INPUT_MULTIPLE
+
+
+def _state_mismatches(model: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
+    """Human-readable differences between the model's expected state and ``state_dict`` (missing, extra, shape)."""
+    expected = model.state_dict()
+    found = [f"missing {k}" for k in expected if k not in state_dict]
+    found += [f"unexpected {k}" for k in state_dict if k not in expected]
+    found += [
+        f"{k} has shape {tuple(v.shape)}, model wants {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    return found
+
+
+def model_from_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    expect_architecture: str | None = None,
+    expect_classes: list[str] | None = None,
+) -> tuple[nn.Module, ModelMeta]:
+    """The model stored in ``path``, weights loaded strictly, in eval mode on the CPU, and its metadata.
+
+    Raises :class:`~deconv_gui.core.errors.CheckpointError` (naming the file) when the file is unusable, when
+    its weights do not fit the architecture it names (the first few mismatching keys/shapes are listed), or
+    when it does not hold ``expect_architecture`` / exactly ``expect_classes`` in that order.
+    """
+    state_dict, meta = load_checkpoint(path)
+    if expect_architecture is not None and meta.architecture != expect_architecture:
+        raise CheckpointError(f"architecture is {meta.architecture}, expected {expect_architecture}", path)
+    if expect_classes is not None and list(expect_classes) != meta.class_names:
+        raise CheckpointError(
+            f"classes differ: the file has {len(meta.class_names)} ({', '.join(meta.class_names)}), "
+            f"expected {len(expect_classes)} ({', '.join(expect_classes)})",
+            path,
+        )
+    try:
+        builder = _builder(meta.architecture)
+    except KeyError:
+        raise CheckpointError(f"unknown architecture {meta.architecture!r}", path) from None
+    # Build on the meta device (no memory, no init work: full DeconvNet would spend seconds on random init
+    # only to overwrite it), then adopt the loaded tensors.
+    with torch.device("meta"):
+        model = builder(num_classes=meta.num_classes, width=meta.width, pretrained_backbone=False)
+    mismatches = _state_mismatches(model, state_dict)
+    if mismatches:
+        shown = "; ".join(mismatches[:_MAX_MISMATCHES_SHOWN])
+        more = (
+            f" (and {len(mismatches) - _MAX_MISMATCHES_SHOWN} more)"
+            if len(mismatches) > _MAX_MISMATCHES_SHOWN
+            else ""
+        )
+        raise CheckpointError(
+            f"weights do not fit {meta.architecture} (width {meta.width}, {meta.num_classes} classes): {shown}{more}",
+            path,
+        )
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model.eval(), meta

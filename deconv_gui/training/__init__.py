@@ -1,0 +1,1 @@
+"""Training: datasets, two-stage DeconvNet crops, whole-image training, checkpoints and resuming."""

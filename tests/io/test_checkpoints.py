@@ -1,0 +1,175 @@
+"""Checkpoint files: round trips, half precision, and every way a file can be wrong."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deconv_gui.core.errors import CheckpointError, OutputError
+from deconv_gui.io.checkpoints import FORMAT, ModelMeta, load_checkpoint, save_checkpoint
+
+
+def _meta(**changes: object) -> ModelMeta:
+    meta = ModelMeta(
+        architecture="linknet",
+        width=0.125,
+        num_classes=2,
+        class_names=["background", "car"],
+        palette=[[0, 0, 0], [64, 0, 128]],
+        train_config={"lr": 0.01, "stage": 2},
+        metrics={"miou": 0.5},
+    )
+    for key, value in changes.items():
+        setattr(meta, key, value)
+    return meta
+
+
+def _state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {
+        "conv.weight": torch.randn(8, 3, 3, 3),
+        "bn.running_var": torch.rand(8) + 0.5,
+        "bn.num_batches_tracked": torch.tensor(7),
+    }
+
+
+def _assert_refused(path: Path, match: str) -> None:
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_round_trip_float32(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    state, meta = _state(), _meta()
+    save_checkpoint(path, state, meta)
+    loaded, loaded_meta = load_checkpoint(path)
+    assert loaded_meta == meta
+    assert loaded.keys() == state.keys()
+    assert all(torch.equal(loaded[k], state[k]) and loaded[k].dtype == state[k].dtype for k in state)
+    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left behind
+
+
+def test_round_trip_half(tmp_path: Path) -> None:
+    full, half = tmp_path / "full.pt", tmp_path / "half.pt"
+    state = {"w": torch.randn(256, 256), "n": torch.tensor(3)}
+    save_checkpoint(full, state, _meta())
+    save_checkpoint(half, state, _meta(), half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    assert torch.load(half, weights_only=True)["state_dict"]["w"].dtype == torch.float16
+    loaded, _ = load_checkpoint(half)
+    assert loaded["w"].dtype == torch.float32
+    assert torch.allclose(loaded["w"], state["w"], rtol=1e-3, atol=1e-4)
+    assert loaded["n"].dtype == torch.int64 and loaded["n"].item() == 3
+
+
+def test_metadata_is_stored_as_plain_data(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    save_checkpoint(
+        path,
+        _state(),
+        _meta(
+            metrics={"miou": np.float32(0.25), "iou": np.array([0.5, 0.0])},
+            train_config={"data": tmp_path, "crop": (224, 224)},
+        ),
+    )
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT and raw["format_version"] == 1
+    assert raw["meta"]["metrics"] == {"miou": 0.25, "iou": [0.5, 0.0]}
+    assert raw["meta"]["train_config"] == {"data": str(tmp_path), "crop": [224, 224]}
+    assert load_checkpoint(path)[1].mean == [0.485, 0.456, 0.406]  # ImageNet by default
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, _state(), _meta())
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        save_checkpoint(path, _state(), _meta(train_config={"callback": print}))
+    with pytest.raises(ValueError, match="class names"):
+        save_checkpoint(path, _state(), _meta(class_names=["only one"]))
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.pt"]
+    with pytest.raises(OutputError):
+        save_checkpoint(tmp_path / "no" / "such" / "folder.pt", _state(), _meta())
+
+
+def test_missing_empty_and_folder(tmp_path: Path) -> None:
+    _assert_refused(tmp_path / "absent.pt", "file not found")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    _assert_refused(tmp_path / "empty.pt", "empty file")
+    _assert_refused(tmp_path, "is a folder")
+
+
+def test_foreign_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "random.pt").write_bytes(b"\x01" + rng.bytes(999))
+    _assert_refused(tmp_path / "random.pt", "not a PyTorch checkpoint")
+    (tmp_path / "image.pt").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(100))
+    _assert_refused(tmp_path / "image.pt", "PNG image")
+    (tmp_path / "noise_with_pickle_header.pt").write_bytes(b"\x80\x02" + rng.bytes(500))
+    _assert_refused(tmp_path / "noise_with_pickle_header.pt", "refused|not a readable")
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.pt"
+    save_checkpoint(path, _state(), _meta())
+    path.write_bytes(path.read_bytes()[:300])
+    _assert_refused(path, "truncated or corrupt")
+
+
+class _RunsCode:
+    """Unpickling this calls a function: what a malicious checkpoint does (here a harmless one)."""
+
+    def __reduce__(self) -> tuple:
+        return (print, ("this must never run",))
+
+
+def test_code_carrying_pickles_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch_file = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "state_dict": {}, "meta": _RunsCode()}, torch_file)
+    _assert_refused(torch_file, "refused: the file contains Python code")
+    plain_pickle = tmp_path / "evil.pkl"
+    plain_pickle.write_bytes(pickle.dumps({"x": _RunsCode()}, protocol=4))
+    _assert_refused(plain_pickle, "refused")
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_other_torch_files(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.pt"
+    torch.save(_state(), bare)
+    _assert_refused(bare, "not a deconv_gui checkpoint: a bare state dict")
+    other = tmp_path / "other.pt"
+    torch.save({"model": _state(), "epoch": 3}, other)
+    _assert_refused(other, "not a deconv_gui checkpoint")
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    _assert_refused(tensor, "not a deconv_gui checkpoint")
+
+
+def _save_raw(path: Path, **changes: object) -> Path:
+    payload = {"format": FORMAT, "format_version": 1, "meta": _meta().to_plain(), "state_dict": _state()}
+    payload.update(changes)
+    torch.save(payload, path)
+    return path
+
+
+def test_bad_contents(tmp_path: Path) -> None:
+    _assert_refused(_save_raw(tmp_path / "new.pt", format_version=2), "format version 2 is newer")
+    meta = _meta().to_plain()
+    _assert_refused(
+        _save_raw(tmp_path / "arch.pt", meta={**meta, "architecture": "segnet"}),
+        "unknown architecture 'segnet'",
+    )
+    del meta["class_names"]
+    _assert_refused(_save_raw(tmp_path / "incomplete.pt", meta=meta), "missing class_names")
+    meta = {**_meta().to_plain(), "palette": [[0, 0, 0]]}
+    _assert_refused(_save_raw(tmp_path / "palette.pt", meta=meta), "palette is not 2×3")
+    meta = {**_meta().to_plain(), "num_classes": "two"}
+    _assert_refused(_save_raw(tmp_path / "typed.pt", meta=meta), "malformed")
+    _assert_refused(_save_raw(tmp_path / "nostate.pt", state_dict=[1, 2]), "state_dict")
