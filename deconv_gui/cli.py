@@ -10,12 +10,13 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.training.cli_train import add_train_parser, cmd_train
 
 log = logging.getLogger("deconv_gui")
 
@@ -29,6 +30,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("auto", "instances", "whole"), default="auto",
                    help="instance-wise (DeconvNet) or whole-image inference; auto picks by architecture")
     p.add_argument("--aggregation", choices=("max", "sum"), default="max", help="paper Eq. 1 (max) or Eq. 2 (sum)")
+    p.add_argument("--base", choices=("auto", "zeros", "whole"), default="auto",
+                   help="instance-wise aggregation starts from 0 (paper) or from a whole-image pass; auto: the "
+                        "whole-image pass when class 0 is not 'background' (e.g. CamVid's Sky)")
     p.add_argument("--ensemble", choices=("mean", "product", "off"), default="mean",
                    help="combine with --partner: mean (paper), product (original code) or off")
     p.add_argument("--partner", default=None, help="whole-image partner checkpoint (FCN-8s) for the ensemble")
@@ -50,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--instances", action="store_true",
                      help="also write per-instance masks and a JSON of boxes, scores and classes")
     seg.add_argument("--overlay", action="store_true", help="also write a colour overlay PNG")
+    seg.add_argument("--coco", action="store_true",
+                     help="also write a COCO JSON with RLE instance masks (one coco.json for a folder)")
 
     demo = sub.add_parser("demo", help="segment the bundled demo scene (or IMAGE) with the bundled demo model")
     demo.add_argument("input", nargs="?", default=None, help="an image or folder instead of the demo scene")
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     _add_model_args(ev)
+    add_train_parser(sub)
     return parser
 
 
@@ -84,8 +91,8 @@ def _make_segmenter(args: argparse.Namespace, progress_bar: bool = True):  # noq
         max_boxes=args.max_boxes, top_n=args.proposals, min_side=args.min_side, edge_model_path=args.edge_model,
     ))
     options = PipelineOptions(
-        mode=args.mode, aggregation=args.aggregation, ensemble=args.ensemble, crf=args.crf,
-        keep_instance_scores=bool(getattr(args, "instances", False)),
+        mode=args.mode, aggregation=args.aggregation, base=args.base, ensemble=args.ensemble, crf=args.crf,
+        keep_instance_scores=bool(getattr(args, "instances", False) or getattr(args, "coco", False)),
     )
     log.info("model %s on %s", runner.architecture, runner.describe_device())
     return Segmenter(runner, partner=partner, proposer=proposer, options=options)
@@ -104,44 +111,18 @@ def _segment_inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def _write_instances(out_dir: Path, stem: str, result) -> None:  # noqa: ANN001
-    from deconv_gui.io.label_maps import write_json, write_mask_png
-
-    inst_dir = out_dir / f"{stem}_instances"
-    inst_dir.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(result.num_proposals):
-        mask, cls, prob = result.instance_mask(i)
-        name = f"{i:03d}.png"
-        write_mask_png(inst_dir / name, mask)
-        records.append({
-            "rank": i, "box": [int(v) for v in result.boxes[i]], "objectness": float(result.proposal_scores[i]),
-            "class_id": cls, "class_name": result.class_names[cls] if cls < len(result.class_names) else str(cls),
-            "mean_probability": prob, "area": int(mask.sum()), "mask": f"{inst_dir.name}/{name}",
-            "user_box": bool(result.from_user[i]),
-        })
-    write_json(out_dir / f"{stem}_instances.json", {
-        "image_size": {"height": result.image_hw[0], "width": result.image_hw[1]},
-        "box_format": "x0 y0 x1 y1, pixels, x1/y1 exclusive",
-        "classes": result.class_names, "instances": records,
-    })
+def _export_formats(args: argparse.Namespace) -> list[str]:
+    """Palette PNGs always; the other formats as the flags ask."""
+    flags = {"overlay": args.overlay, "instances": args.instances, "coco": args.coco}
+    return ["palette", *(fmt for fmt, wanted in flags.items() if wanted)]
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
+def _segmented(files: list[Path], segmenter, bar, failed: list[Path]) -> Iterator[tuple]:  # noqa: ANN001
+    """``(path, image, result)`` for each file that reads and segments; a bad file is reported and skipped."""
     from tqdm import tqdm
 
     from deconv_gui.io.images import read_image
-    from deconv_gui.io.label_maps import write_overlay_png, write_palette_png
 
-    files = _segment_inputs(Path(args.input))
-    out_dir = Path(args.out)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DeconvGuiError(f"cannot create the output folder: {exc.strerror}", out_dir) from None
-    segmenter = _make_segmenter(args)
-    failed = 0
-    bar = tqdm(total=len(files), unit="img", disable=None)
     for path in files:
         bar.set_postfix_str(path.name)
         try:
@@ -151,17 +132,35 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"{name} {stage} {done}/{total}")
 
             result = segmenter.segment(image, progress=progress)
-            write_palette_png(out_dir / f"{path.stem}.png", result.label, result.palette)
-            if args.overlay:
-                write_overlay_png(out_dir / f"{path.stem}_overlay.png", image, result.label, result.palette)
-            if args.instances:
-                _write_instances(out_dir, path.stem, result)
         except DeconvGuiError as exc:
-            failed += 1
+            failed.append(path)
             tqdm.write(f"error: {exc}", file=sys.stderr)
+        else:
+            yield path, image, result
         bar.update(1)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment the input; existing outputs are overwritten (a folder's COCO file is one ``coco.json``)."""
+    from tqdm import tqdm
+
+    from deconv_gui.inference.exports import export_folder, export_result
+    from deconv_gui.io.files import require_writable_folder
+
+    files = _segment_inputs(Path(args.input))
+    out_dir = require_writable_folder(args.out)
+    segmenter = _make_segmenter(args)
+    formats = _export_formats(args)
+    failed: list[Path] = []
+    bar = tqdm(total=len(files), unit="img", disable=None)
+    items = _segmented(files, segmenter, bar, failed)
+    if Path(args.input).is_dir():
+        export_folder(items, out_dir, formats, overwrite=True)
+    else:
+        for path, image, result in items:
+            export_result(out_dir, path.stem, image, result, formats, overwrite=True, image_name=path.name)
     bar.close()
-    print(f"{len(files) - failed} of {len(files)} images segmented into {out_dir}")
+    print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}")
     return 1 if failed else 0
 
 
@@ -228,10 +227,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's InstanceLabelerFactory
+    """``deconv-gui train --set val_mode=instances``: validate with the real proposal-wise pipeline."""
+    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+    from deconv_gui.inference.runner import ModelRunner, RunnerOptions
+    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+
+    runner = ModelRunner(model, meta, RunnerOptions(device=str(device), precision="fp32", fuse_bn=False,
+                                                    channels_last=False))  # the training model: no in-place fusing
+    segmenter = Segmenter(runner, proposer=EdgeBoxProposer(EdgeBoxConfig()),
+                          options=PipelineOptions(mode="instances", keep_instance_scores=False))
+    return lambda image: segmenter.segment(image).label
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo}
+    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,
+                "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)
     except DeconvGuiError as exc:

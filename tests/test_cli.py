@@ -43,11 +43,13 @@ def test_segment_instances_json(tiny_deconvnet_ckpt, scene_folder, tmp_path):
     assert code == 0
     data = json.loads((out / "scene_1_instances.json").read_text())
     assert data["classes"] == list(SYNTHETIC_CLASSES)
-    assert 1 <= len(data["instances"]) <= 4
-    first = data["instances"][0]
-    assert len(first["box"]) == 4 and first["class_name"] in SYNTHETIC_CLASSES
-    with Image.open(out / first["mask"]) as m:
-        assert m.size == (320, 240) and set(np.unique(np.asarray(m))) <= {0, 255}
+    # Only proposals with a non-empty mask are instances (a random-init model may find none; tests/
+    # test_cli_exports.py checks real instances end to end).
+    assert len(data["instances"]) <= 4
+    for entry in data["instances"]:
+        assert len(entry["box"]) == 4 and entry["class_name"] in SYNTHETIC_CLASSES
+        with Image.open(out / entry["mask"]) as m:
+            assert m.size == (320, 240) and set(np.unique(np.asarray(m))) == {0, 255}
     assert (out / "scene_1_overlay.png").exists()
 
 

@@ -65,7 +65,10 @@ def resize_to_box(scores: np.ndarray, box: Sequence[int], image_hw: tuple[int, i
     _, s_h, s_w = scores.shape
     wy = bilinear_weights(y1 - y0, s_h, box_rows.start, box_rows.stop)  # (h_vis, S_h)
     wx = bilinear_weights(x1 - x0, s_w, box_cols.start, box_cols.stop)  # (w_vis, S_w)
-    patch = np.matmul(np.matmul(wy, scores.astype(np.float32, copy=False)), wx.T)  # (C, h_vis, w_vis)
+    c = scores.shape[0]
+    # Two plain 2-D GEMMs (not C small batched ones): 3× faster on the CPU.
+    rows = wy @ scores.astype(np.float32, copy=False).transpose(1, 0, 2).reshape(s_h, c * s_w)  # (h_vis, C·S_w)
+    patch = (rows.reshape(-1, s_w) @ wx.T).reshape(len(wy), c, len(wx)).transpose(1, 0, 2)  # (C, h_vis, w_vis)
     return patch, (img_rows, img_cols)
 
 
@@ -76,12 +79,14 @@ def aggregate_instances(
     *,
     mode: AggregationMode = "max",
     include: np.ndarray | None = None,
+    initial: np.ndarray | None = None,
 ) -> np.ndarray:
     """Combine per-instance raw score maps into one ``(C, H, W)`` float32 map.
 
     ``instance_scores``: ``(N, C, S, S)`` (any float dtype) raw scores at network resolution; ``boxes``: ``(N, 4)``
     integer-valued boxes the crops were taken from; ``include``: optional ``(N,)`` bool mask of the proposals to
-    use. The accumulator starts at 0 (see module docstring). ``mode`` is ``"max"`` (Eq. 1) or ``"sum"`` (Eq. 2).
+    use. The accumulator starts at 0 (see module docstring), or at ``initial`` ``(C, H, W)`` raw scores (a
+    whole-image pass, for datasets without a background class). ``mode`` is ``"max"`` (Eq. 1) or ``"sum"`` (Eq. 2).
     """
     if mode not in ("max", "sum"):
         raise ValueError(f"aggregation mode must be 'max' or 'sum', not {mode!r}")
@@ -90,7 +95,10 @@ def aggregate_instances(
         raise ValueError(f"{len(instance_scores)} score maps for {n} boxes")
     num_classes = instance_scores[0].shape[0] if n else 0
     h, w = image_hw
-    acc = np.zeros((max(num_classes, 1), h, w), np.float32)
+    if initial is not None:
+        acc = np.array(initial, np.float32, copy=True)
+    else:
+        acc = np.zeros((max(num_classes, 1), h, w), np.float32)
     for i in range(n):
         if include is not None and not include[i]:
             continue
@@ -116,5 +124,17 @@ def softmax(scores: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def label_map(probabilities: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` probabilities or scores → ``(H, W)`` uint8 argmax labels (ties → lowest class)."""
-    return np.argmax(probabilities, axis=0).astype(np.uint8)
+    """``(C, H, W)`` probabilities or scores → ``(H, W)`` uint8 argmax labels (ties → lowest class).
+
+    Works in strips of ~1 M values: numpy's argmax holds the GIL for the whole call (1.4 s for a 12 MP, 21-class
+    map), which would freeze a GUI thread waiting on a worker; strips let it in every ~2 ms.
+    """
+    probs = np.asarray(probabilities)
+    if probs.ndim != 3:
+        return np.argmax(probs, axis=0).astype(np.uint8)
+    c, h, w = probs.shape
+    out = np.empty((h, w), np.uint8)
+    step = max(1, (1 << 20) // max(1, c * w))
+    for r in range(0, h, step):
+        out[r : r + step] = np.argmax(probs[:, r : r + step], axis=0)
+    return out

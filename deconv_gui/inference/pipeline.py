@@ -34,6 +34,19 @@ from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, prop
 log = logging.getLogger(__name__)
 
 InferenceMode = Literal["auto", "instances", "whole"]
+BaseMode = Literal["auto", "zeros", "whole"]
+
+
+def uses_whole_image_base(base: BaseMode, class_names: list[str]) -> bool:
+    """Whether instance-wise aggregation starts from a whole-image pass instead of 0.
+
+    The paper starts from 0, so pixels no proposal covers end as class 0 — right when class 0 is "background"
+    (VOC), wrong when it is a real class (CamVid's Sky). ``"auto"`` starts from the whole-image scores exactly
+    when class 0 is not named background.
+    """
+    if base == "auto":
+        return not class_names or class_names[0].strip().lower() not in ("background", "bg", "_background_")
+    return base == "whole"
 
 
 @dataclass(frozen=True)
@@ -42,10 +55,12 @@ class PipelineOptions:
 
     ``mode``: ``"instances"`` (DeconvNet's proposal-wise inference), ``"whole"`` (one pass on the whole image),
     ``"auto"`` (instances for DeconvNet, whole for the others). ``keep_instance_scores`` keeps the
-    ``(N, C, S, S)`` float16 cache a GUI needs; turn it off for memory-bounded batch runs.
+    ``(N, C, S, S)`` float16 cache a GUI needs; turn it off for memory-bounded batch runs. ``base``: what
+    instance-wise aggregation starts from, see :func:`uses_whole_image_base`.
     """
 
     mode: InferenceMode = "auto"
+    base: BaseMode = "auto"
     aggregation: AggregationMode = "max"
     ensemble: EnsembleMode = "mean"
     crf: bool = False
@@ -108,18 +123,20 @@ class Segmenter:
         keep: bool = True,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
+        initial: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Run the network on every integer box, chunk by chunk.
 
         Returns ``(aggregated (C, H, W) float32, instance_scores (N, C, S, S) float16 or None)``. Only one
-        chunk of crops and scores is alive at a time, plus the float16 cache when ``keep``.
+        chunk of crops and scores is alive at a time, plus the float16 cache when ``keep``. Aggregation starts
+        from ``initial`` ``(C, H, W)`` when given, else from 0.
         """
         size = int(self.runner.meta.input_size)
         h, w = image.shape[:2]
         n = len(boxes)
         c = self.runner.num_classes
         cache = np.empty((n, c, size, size), np.float16) if keep else None
-        acc = np.zeros((c, h, w), np.float32)
+        acc = np.zeros((c, h, w), np.float32) if initial is None else np.array(initial, np.float32, copy=True)
         chunk = self.runner.chunk_size
         progress(0, n, "crops")
         for start in range(0, n, chunk):
@@ -155,6 +172,7 @@ class Segmenter:
         opts = self.options
         timings: dict[str, float] = {}
         h, w = image.shape[:2]
+        base_scores = None
         t0 = time.perf_counter()
         if self.instance_mode:
             progress(0, 1, "proposals")
@@ -166,9 +184,13 @@ class Segmenter:
             scores = np.asarray(props.scores, np.float32)
             timings["proposals"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            if uses_whole_image_base(opts.base, list(self.runner.meta.class_names)):
+                progress(0, 1, "whole image")
+                base_scores = self.runner.whole_image_scores(image)
+                timings["base"] = time.perf_counter() - t0
             aggregated, cache = self.instance_scores(
                 image, crop_boxes, aggregation=opts.aggregation, keep=opts.keep_instance_scores,
-                progress=progress, cancel=cancel,
+                progress=progress, cancel=cancel, initial=base_scores,
             )
         else:
             crop_boxes = np.zeros((0, 4), np.int64)
@@ -205,6 +227,7 @@ class Segmenter:
             mode="instances" if self.instance_mode else "whole",
             timings=timings,
             device=self.runner.describe_device(),
+            base_scores=base_scores,
         )
 
     def add_box(self, result: SegmentationResult, image: np.ndarray, box: np.ndarray) -> SegmentationResult:
@@ -249,7 +272,8 @@ def recombine(
             inc &= ~edge_box | (rank <= top_n)
         t0 = time.perf_counter()
         aggregated = aggregate_instances(
-            result.instance_scores, result.boxes, result.image_hw, mode=options.aggregation, include=inc
+            result.instance_scores, result.boxes, result.image_hw, mode=options.aggregation, include=inc,
+            initial=result.base_scores,
         )
         timings["aggregate"] = time.perf_counter() - t0
     else:

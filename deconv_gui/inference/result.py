@@ -24,6 +24,8 @@ class SegmentationResult:
     - ``include``: ``(N,)`` bool, the proposals taking part in ``aggregated``; ``from_user``: ``(N,)`` bool, boxes
       the user (or caller) gave rather than Edge Boxes.
     - ``partner_scores``: ``(C, H, W)`` float32 raw scores of the ensemble partner, or ``None``.
+    - ``base_scores``: ``(C, H, W)`` float32 whole-image raw scores that instance-wise aggregation started from
+      (datasets without a background class), or ``None`` (started from 0, the paper).
     - ``probabilities``: ``(C, H, W)`` float32 final class probabilities (after ensemble and CRF);
       ``label``: ``(H, W)`` uint8 argmax.
     """
@@ -43,6 +45,7 @@ class SegmentationResult:
     mode: str = "instances"
     timings: dict[str, float] = field(default_factory=dict)
     device: str = ""
+    base_scores: np.ndarray | None = None
 
     @property
     def num_proposals(self) -> int:

@@ -6,6 +6,7 @@ class scores (no softmax) as numpy float32.
 
 Speed choices (measured by ``bench/inference.py``; see README):
 - BatchNorm is folded into the preceding convolution at load time (identical maths, one memory pass less).
+- DeconvNet's 7×7 fc6-deconv runs as a GEMM + col2im (oneDNN's transposed conv took ~20 % of a forward).
 - channels_last memory format on both CPU (oneDNN) and CUDA (cuDNN tensor cores).
 - precision ``"auto"``: fp16 autocast on CUDA; fp32 on the CPU, where bf16/fp16 autocast measured *slower* on
   the dev machine (AVX-512 BF16 but no AMX) — ``"bf16"`` stays selectable for CPUs with AMX.
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.inference.fuse import fuse_batchnorm
+from deconv_gui.inference.fuse import deconvs_as_matmul, fuse_batchnorm
 from deconv_gui.io.checkpoints import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class ModelRunner:
         model = model.eval()
         if options.fuse_bn:
             model = fuse_batchnorm(model)
+        model = deconvs_as_matmul(model)
         model = model.to(self.device)
         if options.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from deconv_gui.core.errors import CheckpointError
 from deconv_gui.io.atomic import atomic_path
+from deconv_gui.io.files import require_readable_file
 
 FORMAT = "deconv_gui.checkpoint"
 FORMAT_VERSION = 1
@@ -164,18 +165,12 @@ def save_checkpoint(
 
 def _sniff(path: Path) -> None:
     """Reject, before unpickling anything, files that cannot be a checkpoint."""
+    require_readable_file(path, "a checkpoint file", CheckpointError)
     try:
-        if path.is_dir():
-            raise CheckpointError("is a folder, not a checkpoint file", path)
-        size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(8)
-    except FileNotFoundError:
-        raise CheckpointError("file not found", path) from None
     except OSError as err:
-        raise CheckpointError(f"cannot read ({err.strerror or err})", path) from None
-    if size == 0:
-        raise CheckpointError("empty file (0 bytes)", path)
+        raise CheckpointError(f"cannot read: {err.strerror or err}", path) from None
     if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
         return
     for magic, what in _KNOWN_NON_CHECKPOINTS.items():

@@ -2,10 +2,15 @@
 
 - ``camvid`` (SegNet layout): ``{split}.txt`` lines ``/SegNet/CamVid/train/x.png /SegNet/.../trainannot/x.png``
   (or plain relative paths); images in ``{split}/``, labels in ``{split}annot/``; label 11 (Unlabelled) → 255.
+  An optional ``classes.txt`` in the root replaces the 11 CamVid classes (one name a line); the label value
+  right after the last class (CamVid's "Unlabelled" convention) is then void, and a last line named
+  ``Unlabelled``/``Unlabeled``/``void`` is that void value rather than a class.
 - ``voc`` (PASCAL VOC 2012): ``ImageSets/Segmentation/{split}.txt`` ids, ``JPEGImages/{id}.jpg``,
-  ``SegmentationClass/{id}.png`` (palette PNG, 255 = void), optional ``SegmentationObject/{id}.png``.
+  ``SegmentationClass/{id}.png`` (palette PNG, 255 = void), optional ``SegmentationObject/{id}.png``; an optional
+  ``classes.txt`` replaces the 21 VOC classes.
 - ``folder``: ``images/`` and ``masks/`` with matching stems (masks single-channel index PNGs), optional
-  ``classes.txt`` (one class name a line) and ``{split}.txt`` listing stems.
+  ``instances/`` (instance-id PNGs, 0 and 255 = no instance), optional ``classes.txt`` (one class name a line) and
+  ``{split}.txt`` listing stems.
 """
 
 from __future__ import annotations
@@ -54,6 +59,23 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+_VOID_NAMES = ("unlabelled", "unlabeled", "void")
+
+
+def read_class_names(root: Path) -> list[str] | None:
+    """Class names from ``root/classes.txt`` (one a line, blank lines skipped), or ``None`` without that file."""
+    names_file = root / "classes.txt"
+    if not names_file.exists():
+        return None
+    try:
+        names = [s.strip() for s in names_file.read_text(encoding="utf-8").splitlines() if s.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read the class-names file ({exc})", names_file) from exc
+    if not names:
+        raise DatasetError("the class-names file is empty", names_file)
+    return names
+
+
 def _camvid(root: Path, split: str) -> DatasetFiles:
     listing = _require(root / f"{split}.txt", f"CamVid split list '{split}.txt'")
     images, labels = [], []
@@ -69,7 +91,12 @@ def _camvid(root: Path, split: str) -> DatasetFiles:
         labels.append(_require(lab, "label listed in the split file"))
     if not images:
         raise DatasetError("the split list is empty", listing)
-    return DatasetFiles(root, "camvid", split, images, labels, [None] * len(images), list(CAMVID_CLASSES), (11,))
+    names = read_class_names(root)
+    if names is None:
+        names = list(CAMVID_CLASSES)
+    elif len(names) > 1 and names[-1].lower() in _VOID_NAMES:
+        names = names[:-1]
+    return DatasetFiles(root, "camvid", split, images, labels, [None] * len(images), names, (len(names),))
 
 
 def _voc(root: Path, split: str) -> DatasetFiles:
@@ -83,7 +110,7 @@ def _voc(root: Path, split: str) -> DatasetFiles:
     labels = [_require(root / "SegmentationClass" / f"{i}.png", "label listed in the split file") for i in ids]
     obj = root / "SegmentationObject"
     instances = [(obj / f"{i}.png") if (obj / f"{i}.png").exists() else None for i in ids]
-    return DatasetFiles(root, "voc", split, images, labels, instances, list(VOC_CLASSES))
+    return DatasetFiles(root, "voc", split, images, labels, instances, read_class_names(root) or list(VOC_CLASSES))
 
 
 def _folder(root: Path, split: str) -> DatasetFiles:
@@ -92,6 +119,8 @@ def _folder(root: Path, split: str) -> DatasetFiles:
     listing = root / f"{split}.txt"
     if listing.exists():
         stems = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+        if not stems:
+            raise DatasetError("the split list is empty", listing)
         by_stem = {p.stem: p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
         missing = [s for s in stems if s not in by_stem]
         if missing:
@@ -104,12 +133,7 @@ def _folder(root: Path, split: str) -> DatasetFiles:
     labels = [_require(mask_dir / f"{p.stem}.png", f"mask for image {p.name}") for p in images]
     inst_dir = root / "instances"
     instances = [(inst_dir / f"{p.stem}.png") if (inst_dir / f"{p.stem}.png").exists() else None for p in images]
-    names_file = root / "classes.txt"
-    if names_file.exists():
-        names = [s.strip() for s in names_file.read_text().splitlines() if s.strip()]
-    else:
-        names = []
-    return DatasetFiles(root, "folder", split, images, labels, instances, names)
+    return DatasetFiles(root, "folder", split, images, labels, instances, read_class_names(root) or [])
 
 
 def find_dataset_files(root: str | Path, fmt: str, split: str = "val") -> DatasetFiles:

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from deconv_gui.core.errors import ImageReadError
+from deconv_gui.io.files import require_readable_file
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,7 @@ def open_pil_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_IMAGE_
     p = Path(path)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise ImageReadError("refusing to read: PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set", p)
-    try:
-        if p.is_dir():
-            raise ImageReadError("is a folder, not an image file", p)
-        size = p.stat().st_size
-    except FileNotFoundError:
-        raise ImageReadError("file not found", p) from None
-    except PermissionError:
-        raise ImageReadError("cannot read: permission denied", p) from None
-    except OSError as exc:
-        raise ImageReadError(f"cannot read: {exc.strerror or exc}", p) from exc
-    if size == 0:
-        raise ImageReadError("file is empty (0 bytes)", p)
+    require_readable_file(p, "an image file", ImageReadError)
     try:
         with warnings.catch_warnings():
             # We apply our own limit below; Pillow's warning threshold (89 MP) would only be noise.

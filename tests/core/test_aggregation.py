@@ -78,3 +78,15 @@ def test_bad_mode_and_mismatch() -> None:
         aggregate_instances(np.zeros((1, 1, 2, 2)), np.array([[0, 0, 1, 1]]), (2, 2), mode="mean")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2 boxes"):
         aggregate_instances(np.zeros((1, 1, 2, 2)), np.array([[0, 0, 1, 1], [0, 0, 1, 1]]), (2, 2))
+
+
+def test_aggregation_from_an_initial_whole_image_map() -> None:
+    a = np.full((2, 2, 2), -1.0, np.float32)
+    a[1] = 4.0
+    initial = np.zeros((2, 3, 3), np.float32)
+    initial[0] = 2.0  # e.g. "sky" everywhere from a whole-image pass
+    initial[1] = -3.0
+    acc = aggregate_instances(a[None], np.array([[0, 0, 2, 2]]), (3, 3), mode="max", initial=initial)
+    np.testing.assert_array_equal(acc[0], np.full((3, 3), 2.0))
+    np.testing.assert_array_equal(acc[1], [[4, 4, -3], [4, 4, -3], [-3, -3, -3]])
+    assert initial[1, 0, 0] == -3.0  # the caller's map is not modified

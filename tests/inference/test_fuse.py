@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from deconv_gui.inference.fuse import fuse_batchnorm
+from deconv_gui.inference.fuse import DeconvAsMatmul, deconvs_as_matmul, fuse_batchnorm
 
 
 def _randomise_bn(model: nn.Module) -> None:
@@ -30,3 +30,19 @@ def test_fold_conv_and_transposed_conv() -> None:
         got = fused(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_deconv_as_matmul_matches_transposed_conv() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.ConvTranspose2d(16, 5, 7), nn.ReLU(), nn.ConvTranspose2d(5, 3, 3, padding=1)).eval()
+    with torch.no_grad():
+        for shape in [(2, 16, 1, 1), (1, 16, 3, 4)]:
+            x = torch.randn(shape)
+            expected = model(x)
+            got = deconvs_as_matmul(model)(x)
+            assert got.shape == expected.shape == (shape[0], 3, shape[2] + 6, shape[3] + 6)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+            xc = x.contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(model(xc), expected, rtol=1e-4, atol=1e-5)
+    assert isinstance(model[0], DeconvAsMatmul)
+    assert isinstance(model[2], nn.ConvTranspose2d)  # 3×3 padded deconvs stay with oneDNN

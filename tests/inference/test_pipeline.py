@@ -146,3 +146,27 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
     with pytest.raises(DeconvGuiError, match="CUDA"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_whole_image_base_when_class_zero_is_not_background(runner: ModelRunner, scene) -> None:
+    from dataclasses import replace
+
+    from deconv_gui.inference.pipeline import uses_whole_image_base
+
+    assert not uses_whole_image_base("auto", ["background", "car"])
+    assert uses_whole_image_base("auto", ["Sky", "Building"])
+    assert uses_whole_image_base("whole", ["background"]) and not uses_whole_image_base("zeros", ["Sky"])
+    boxes = _boxes(3)
+    plain = Segmenter(runner, options=PipelineOptions(base="zeros")).segment(scene.image, boxes=boxes)
+    based = Segmenter(runner, options=PipelineOptions(base="whole")).segment(scene.image, boxes=boxes)
+    assert plain.base_scores is None
+    whole = runner.whole_image_scores(scene.image)
+    np.testing.assert_allclose(based.base_scores, whole, rtol=1e-5, atol=1e-5)
+    covered = np.zeros(scene.image.shape[:2], bool)
+    for x0, y0, x1, y1 in based.boxes:
+        covered[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
+    np.testing.assert_allclose(based.aggregated[:, ~covered], whole[:, ~covered], rtol=1e-5, atol=1e-5)
+    assert (based.aggregated >= whole - 1e-5).all()  # max aggregation never goes below its start
+    # recombination from the cache starts from the same base
+    again = recombine(replace(based), scene.image, PipelineOptions(base="whole"))
+    np.testing.assert_allclose(again.aggregated, based.aggregated, rtol=1e-4, atol=1e-3)

@@ -1,0 +1,162 @@
+"""How responsive the real window stays while a segmentation runs: gaps between 5 ms GUI-thread timer ticks.
+
+Run from the repository root (no display needed)::
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py [--proposals 4] [--skip-full] [--repeats 1]
+
+It opens the real :class:`~deconv_gui.ui.main_window.MainWindow` offscreen on a 480×360 synthetic scene and
+segments it with (a) the bundled demo model ``resources/weights/demo_synthetic.pt`` (or, when it is missing,
+a random-init DeconvNet at width 0.0625) and (b) the full-width DeconvNet (random init,
+``build_model("deconvnet", num_classes=21, width=1.0)``), each with ``--proposals`` Edge Box proposals. While the
+run is in flight a 5 ms QTimer on the GUI thread records its ticks; the table gives the run time, the number of
+ticks and the longest and 99th-percentile gap between ticks (5 ms = perfectly smooth; the target is < 50 ms).
+A second row per model measures a recombine (toggle one proposal) the same way, and a last line per model the
+time from Cancel (pressed just after the first crops) until the run has stopped. torch runs on all cores but one,
+as in the app. Timings are wall-clock on a shared machine: rows can differ by ±30 % between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _tiny_checkpoint(folder: Path) -> Path:
+    import torch
+
+    from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, synthetic_palette
+    from deconv_gui.io.checkpoints import ModelMeta, save_checkpoint
+    from deconv_gui.models.registry import build_model
+
+    torch.manual_seed(0)
+    n = len(SYNTHETIC_CLASSES)
+    meta = ModelMeta("deconvnet", 0.0625, n, list(SYNTHETIC_CLASSES), synthetic_palette()[:n].tolist())
+    path = folder / "tiny_deconvnet.pt"
+    save_checkpoint(path, build_model("deconvnet", num_classes=n, width=0.0625).state_dict(), meta)
+    return path
+
+
+def _full_runner():
+    from deconv_gui.core.palette import VOC_CLASSES, voc_palette
+    from deconv_gui.document.engine import APP_CPU_CHUNK
+    from deconv_gui.inference.runner import ModelRunner, RunnerOptions
+    from deconv_gui.io.checkpoints import ModelMeta
+    from deconv_gui.models.registry import build_model
+
+    meta = ModelMeta("deconvnet", 1.0, 21, list(VOC_CLASSES), voc_palette(21).tolist())
+    runner = ModelRunner(build_model("deconvnet", num_classes=21, width=1.0), meta, RunnerOptions())
+    if runner.device.type == "cpu":
+        runner.chunk_size = APP_CPU_CHUNK
+    return runner
+
+
+def _measure(app, controller, start) -> tuple[float, np.ndarray]:
+    """Call ``start()``, tick every 5 ms while the worker is busy; (seconds, gaps in ms)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    ticks: list[float] = []
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    done = []
+    controller.result_shown.connect(lambda *_: done.append(1) or loop.quit())
+    controller.error.connect(lambda msg: (print("error:", msg), loop.quit()))
+    t0 = time.perf_counter()
+    timer.start()
+    start()
+    loop.exec()
+    timer.stop()
+    seconds = time.perf_counter() - t0
+    controller.result_shown.disconnect()
+    controller.error.disconnect()
+    return seconds, np.diff(np.asarray([t0, *ticks])) * 1000.0
+
+
+def _cancel_latency(controller) -> float:
+    """Start a run, cancel it as soon as the first crops are done, return seconds until it reports cancelled."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    when: list[float] = []
+
+    def on_progress(done: int, _total: int, stage: str) -> None:
+        if stage == "crops" and done > 0 and not when:
+            QTimer.singleShot(50, lambda: (when.append(time.perf_counter()), controller.cancel()))
+
+    controller.progress.connect(on_progress)
+    controller.run_cancelled.connect(loop.quit)
+    controller.result_shown.connect(loop.quit)  # finished before the cancel: reported as nan
+    controller.segment()
+    loop.exec()
+    controller.progress.disconnect(on_progress)
+    return time.perf_counter() - when[0] if when and controller.session.shown is None else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proposals", type=int, default=4)
+    parser.add_argument("--skip-full", action="store_true", help="only the small model")
+    args = parser.parse_args(argv)
+
+    import torch
+    from PIL import Image
+    from PySide6.QtWidgets import QApplication
+
+    from deconv_gui.cli import DEMO_WEIGHTS
+    from deconv_gui.core.synthetic import make_scene
+    from deconv_gui.document.preferences import Preferences
+    from deconv_gui.ui.main_window import MainWindow
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    app = QApplication.instance() or QApplication([])
+    tmp = Path(tempfile.mkdtemp(prefix="ui_latency_"))
+    os.environ["DECONV_GUI_CONFIG_DIR"] = str(tmp)
+    scene = tmp / "scene.png"
+    Image.fromarray(make_scene(2026, height=360, width=480).image).save(scene)
+    small = (DEMO_WEIGHTS, "bundled demo") if DEMO_WEIGHTS.exists() else (_tiny_checkpoint(tmp), "tiny ×0.0625")
+    models = [small] + ([] if args.skip_full else [(None, "full DeconvNet ×1.0")])
+    rows = []
+    cancels: list[tuple[str, float]] = []
+    for weights, name in models:
+        window = MainWindow(Preferences(num_proposals=args.proposals))
+        window.show()
+        c = window.controller
+        if weights is None:
+            c.engine.set_runner(_full_runner(), tmp / "full_random_init")
+            c.model_changed.emit(c.engine.describe())
+        else:
+            from PySide6.QtCore import QEventLoop
+
+            loaded = QEventLoop()
+            c.model_changed.connect(loaded.quit)
+            c.load_weights(weights)
+            loaded.exec()
+        seconds, gaps = _measure(app, c, lambda c=c: c.open_paths([scene]))
+        rows.append((name, "segment", seconds, gaps, c.session.shown.num_proposals, c.engine.describe()))
+        seconds, gaps = _measure(app, c, lambda c=c: c.set_included(0, False))
+        rows.append((name, "recombine", seconds, gaps, c.session.shown.num_proposals, ""))
+        c.session.raw = c.session.shown = None
+        cancels.append((name, _cancel_latency(c)))
+        window.close()
+    print(f"{'model':22} {'work':10} {'props':>5} {'run_s':>7} {'ticks':>6} {'max_gap_ms':>10} {'p99_gap_ms':>10}")
+    for name, work, seconds, gaps, n, _device in rows:
+        print(f"{name:22} {work:10} {n:5d} {seconds:7.2f} {len(gaps):6d} {gaps.max():10.1f} "
+              f"{np.percentile(gaps, 99):10.1f}")
+    for name, seconds in cancels:
+        print(f"cancel latency, {name}: {seconds * 1000:.0f} ms (Cancel pressed mid-run until the run reported back)")
+    print(f"device: {rows[0][5]}; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; cpu_count={os.cpu_count()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

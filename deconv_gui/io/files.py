@@ -1,0 +1,64 @@
+"""Up-front checks on the files and folders a user names: readable input files, writable output folders.
+
+Each check raises the :class:`~deconv_gui.core.errors.DeconvGuiError` subclass its caller asks for, with a
+message that names the path and the reason, so that the reader or writer that follows only meets problems
+specific to its format.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from deconv_gui.core.errors import DeconvGuiError, OutputError
+
+
+def require_readable_file(
+    path: str | os.PathLike[str], what: str, error: type[DeconvGuiError] = DeconvGuiError
+) -> Path:
+    """Check that ``path`` is an existing, non-empty file this process may read; return it as a ``Path``.
+
+    ``what`` names the expected kind of file with its article ("an image file", "a checkpoint file") for the
+    folder message. Raises ``error`` (message: the path and one of "file not found", "is a folder, not
+    <what>", "cannot read: permission denied", "cannot read: <reason>", "empty file (0 bytes)").
+    """
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise error(f"is a folder, not {what}", p)
+        size = p.stat().st_size
+        with p.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise error("file not found", p) from None
+    except PermissionError:
+        raise error("cannot read: permission denied", p) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}", p) from None
+    if size == 0:
+        raise error("empty file (0 bytes)", p)
+    return p
+
+
+def require_writable_folder(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and its parents) when missing and check that files can be created in it.
+
+    The check really creates (and removes) an empty temporary file, so it holds for every user, root
+    included, and every filesystem (read-only mounts, ACLs). Raises :class:`OutputError` naming the folder:
+    "cannot create the output folder: <reason>", "is a file, not a folder", "folder is not writable: <reason>".
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError("is a file, not a folder", folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder: {exc.strerror or exc}", folder) from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".deconv_gui_write_check", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"folder is not writable: {exc.strerror or exc}", folder) from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
+    return folder

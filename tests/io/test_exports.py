@@ -1,0 +1,149 @@
+"""Array-level export writers: COCO RLE, boxes, connected components, instance files + JSON, COCO files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from deconv_gui.core.errors import OutputError
+from deconv_gui.io.exports import (
+    InstanceRecord,
+    clip_box,
+    coco_annotations,
+    coco_categories,
+    coco_image,
+    encode_rle,
+    is_background,
+    label_components,
+    mask_box,
+    write_coco,
+    write_instances,
+)
+
+# pycocotools' decode trips numpy 2's __array__ copy deprecation; only the tests decode.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
+NAMES = ["background", "disc", "square"]
+
+
+def _disc(h: int, w: int, cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _decode(rle: dict) -> np.ndarray:
+    return mask_utils.decode(dict(rle, counts=rle["counts"].encode("ascii"))).astype(bool)
+
+
+def test_rle_round_trip_and_json_ready(rng: np.random.Generator) -> None:
+    for mask in (_disc(37, 53, 18, 20, 11), rng.random((20, 31)) > 0.5, np.zeros((5, 7), bool)):
+        rle = encode_rle(mask)
+        assert rle["size"] == list(mask.shape) and isinstance(rle["counts"], str)
+        json.dumps(rle)
+        np.testing.assert_array_equal(_decode(rle), mask)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        encode_rle(np.zeros((2, 3, 4), bool))
+
+
+def test_mask_box_and_clip_box() -> None:
+    mask = np.zeros((10, 12), bool)
+    mask[2:5, 3:9] = True
+    assert mask_box(mask) == [3, 2, 9, 5]
+    assert mask_box(np.zeros((4, 4), bool)) is None
+    assert clip_box([-5, 3, 20, 11.5], (10, 12)) == [0.0, 3.0, 12.0, 10.0]
+
+
+def test_label_components_split_each_class() -> None:
+    label = np.zeros((40, 60), np.uint8)
+    label[2:12, 2:12] = 1  # component A of class 1
+    label[20:30, 30:50] = 1  # component B of class 1
+    label[12:16, 12:16] = 1  # touches A diagonally: 8-connected, so part of A
+    label[30:38, 2:10] = 2
+    label[38:40, 58:60] = 2  # 4 pixels: below the minimum area
+    found = label_components(label, [1, 2], min_area=16)
+    assert [cls for cls, _ in found] == [1, 1, 2]
+    a, b, c = (m for _, m in found)
+    assert a.sum() == 100 + 16 and a[13, 13] and b.sum() == 200 and c.sum() == 64
+    assert not (a & b).any()
+    assert len(label_components(label, [2], min_area=1)) == 2
+    assert label_components(label, [3]) == []
+
+
+def test_background_detection() -> None:
+    assert is_background(0, NAMES) and not is_background(1, NAMES)
+    assert not is_background(0, ["Sky", "Building"])  # CamVid's class 0 is a real class
+    assert [c["id"] for c in coco_categories(["Sky", "Building"])] == [0, 1]
+    assert [c["name"] for c in coco_categories(NAMES)] == ["disc", "square"]
+
+
+def _records(h: int = 30, w: int = 40) -> list[InstanceRecord]:
+    return [
+        InstanceRecord(mask=_disc(h, w, 10, 10, 6), class_id=1, score=0.8, index=0, box=(-4.0, 0.0, 30.0, 22.0),
+                       objectness=0.5),
+        InstanceRecord(mask=_disc(h, w, 20, 30, 5), class_id=2, score=0.6, index=3, source="user_box",
+                       box=(20.0, 12.0, 45.0, 33.0), objectness=1.0),
+    ]
+
+
+def test_write_instances_schema_and_masks(tmp_path: Path) -> None:
+    records = _records()
+    written = write_instances(tmp_path, "img", (30, 40), NAMES, records, image_name="img.jpg")
+    assert written == [tmp_path / "img_instances" / "000.png", tmp_path / "img_instances" / "003.png",
+                       tmp_path / "img_instances.json"]
+    data = json.loads((tmp_path / "img_instances.json").read_text())
+    assert data["image"] == "img.jpg" and data["classes"] == NAMES
+    assert data["image_size"] == {"height": 30, "width": 40}
+    first, second = data["instances"]
+    assert first == {
+        "id": 0, "source": "proposal", "proposal": 0, "class_id": 1, "class_name": "disc",
+        "mean_probability": 0.8, "objectness": 0.5, "box": [0.0, 0.0, 30.0, 22.0],
+        "box_raw": [-4.0, 0.0, 30.0, 22.0], "mask_box": mask_box(records[0].mask),
+        "area": int(records[0].mask.sum()), "mask": "img_instances/000.png", "user_box": False,
+    }
+    assert second["user_box"] and second["box"] == [20.0, 12.0, 40.0, 30.0] and second["class_name"] == "square"
+    for rec, entry in zip(records, data["instances"], strict=True):
+        with Image.open(tmp_path / entry["mask"]) as im:
+            assert im.mode == "L"
+            pixels = np.asarray(im)
+        assert set(np.unique(pixels)) == {0, 255}
+        np.testing.assert_array_equal(pixels == 255, rec.mask)
+
+
+def test_write_instances_removes_only_stale_masks(tmp_path: Path) -> None:
+    write_instances(tmp_path, "img", (30, 40), NAMES, _records())
+    (tmp_path / "img_instances" / "notes.txt").write_text("mine")
+    write_instances(tmp_path, "img", (30, 40), NAMES, _records()[1:])
+    assert sorted(p.name for p in (tmp_path / "img_instances").iterdir()) == ["003.png", "notes.txt"]
+
+
+def test_coco_file_loads_with_pycocotools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = _records()
+    anns = coco_annotations(records, image_id=7, first_id=11)
+    path = write_coco(tmp_path / "c.json", [coco_image(7, "img.png", (30, 40))], anns, NAMES)
+    coco = COCO(str(path))
+    capsys.readouterr()  # COCO() prints progress lines
+    assert coco.getImgIds() == [7] and coco.getCatIds() == [1, 2]
+    assert sorted(coco.getAnnIds(imgIds=[7])) == [11, 12]
+    for rec, ann_id in zip(records, (11, 12), strict=True):
+        ann = coco.loadAnns([ann_id])[0]
+        np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), rec.mask)
+        x0, y0, x1, y1 = mask_box(rec.mask)
+        assert ann["bbox"] == [x0, y0, x1 - x0, y1 - y0]
+        assert ann["area"] == int(rec.mask.sum()) and ann["score"] == rec.score
+        assert ann["category_id"] == rec.class_id and ann["iscrowd"] == 0
+    results = coco.loadRes([{k: a[k] for k in ("image_id", "category_id", "segmentation", "score")} for a in anns])
+    capsys.readouterr()
+    assert len(results.getAnnIds()) == 2  # usable as detection results for COCOeval too
+
+
+def test_instance_folder_blocked_by_a_file(tmp_path: Path) -> None:
+    (tmp_path / "img_instances").write_text("a file where the mask folder goes")
+    with pytest.raises(OutputError, match="cannot create the folder") as info:
+        write_instances(tmp_path, "img", (30, 40), NAMES, _records())
+    assert info.value.path == str(tmp_path / "img_instances")
