@@ -1,8 +1,7 @@
-"""Entry point: ``python main.py [IMAGE_OR_FOLDER] [--weights CKPT]``.
+"""Entry point of the desktop app: ``python main.py [IMAGE_OR_FOLDER] [--weights CKPT] [--partner CKPT]``.
 
-Opens the desktop app when it is installed (``deconv_gui.ui``); until then it segments the bundled demo scene
-(or the given image) with the bundled demo model and writes the result next to it, so ``make run`` always does
-something real.
+With no argument it opens the bundled demo scene (``resources/demo/scene.png``) with the bundled demo model
+(``resources/weights/demo_synthetic.pt``) when there is one. See ``deconv_gui.ui.app.run_app``.
 """
 
 from __future__ import annotations
@@ -11,14 +10,9 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        from deconv_gui.ui.app import run_app  # the desktop app (issue 4)
-    except ImportError:
-        from deconv_gui.cli import main as cli_main
+    from deconv_gui.ui.app import run_app
 
-        return cli_main(["demo", *argv])
-    return run_app(argv)
+    return run_app(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

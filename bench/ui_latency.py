@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
     tmp = Path(tempfile.mkdtemp(prefix="ui_latency_"))
     os.environ["DECONV_GUI_CONFIG_DIR"] = str(tmp)
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp))  # leave the user's alone
     scene = tmp / "scene.png"
     Image.fromarray(make_scene(2026, height=360, width=480).image).save(scene)
     small = (DEMO_WEIGHTS, "bundled demo") if DEMO_WEIGHTS.exists() else (_tiny_checkpoint(tmp), "tiny ×0.0625")

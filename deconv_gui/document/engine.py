@@ -1,0 +1,341 @@
+"""The models the app runs and the jobs it sends to its worker thread, Qt-free.
+
+:class:`Engine` holds the main model, the optional ensemble partner and the proposal settings; its ``*_job``
+methods return plain functions ``job(progress, cancel) -> value`` that a worker thread runs (see
+``deconv_gui.ui.workers``). Jobs never touch the GUI; their values are dataclasses of numpy arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
+from deconv_gui.core.errors import CheckpointError, DeconvGuiError
+from deconv_gui.core.palette import colourise
+from deconv_gui.document.session import (
+    ImageSession,
+    ProposalSummary,
+    ViewChoices,
+    class_boundaries,
+    summarise_proposals,
+)
+from deconv_gui.inference import exports
+from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.runner import ModelRunner, RunnerOptions
+from deconv_gui.io.images import read_image
+from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[ProgressCallback, CancelToken], Any]
+APP_CPU_CHUNK = 2
+"""Crops per forward pass on the CPU in the app (the CLI uses 8): quicker progress and cancel."""
+BOUNDARY_RGBA = (255, 255, 255, 230)
+
+
+@contextlib.contextmanager
+def cancellable(models: list[nn.Module], cancel: CancelToken) -> Iterator[None]:
+    """While active, every leaf module of ``models`` raises ``Cancelled`` before it runs once ``cancel`` is set.
+
+    The pipeline checks the token only between chunks of crops; one chunk of the full-width DeconvNet on a CPU
+    takes about a second, too slow for a 0.5 s Cancel. A pre-hook costs ~1 µs per layer.
+    """
+
+    def check(_module: nn.Module, _inputs: object) -> None:
+        cancel.raise_if_cancelled()
+
+    handles = [
+        m.register_forward_pre_hook(check)
+        for model in models
+        for m in model.modules()
+        if next(m.children(), None) is None
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class Rendered:
+    """A result ready to draw: ``label_rgb`` ``(H, W, 3) uint8`` class colours, ``boundary_rgba``
+    ``(H, W, 4) uint8`` class borders (transparent elsewhere)."""
+
+    path: Path
+    shown: SegmentationResult
+    label_rgb: np.ndarray
+    boundary_rgba: np.ndarray
+    raw: SegmentationResult | None = None
+    summaries: list[ProposalSummary] | None = None
+    image: np.ndarray | None = None
+    class_counts: np.ndarray | None = None
+    """``(C,)`` int64 pixels per class in ``shown.label`` (the legend's areas)."""
+    layers: Any = None
+    """The UI's images of ``label_rgb``/``boundary_rgba``, prepared on the worker (opaque here)."""
+    display: Any = None
+    """The UI's picture of ``image`` when the run read the image itself (a folder run)."""
+    base: SegmentationResult | None = None
+    """The cached result this was recombined from; the UI drops it when the session's cache moved on."""
+
+
+def render(path: Path, shown: SegmentationResult) -> Rendered:
+    """Colour the label map and its class boundaries (numpy; runs on the worker for big images)."""
+    label_rgb = colourise(shown.label, _palette256(shown.palette))
+    edges = class_boundaries(shown.label)
+    boundary = np.zeros((*edges.shape, 4), np.uint8)
+    boundary[edges] = BOUNDARY_RGBA
+    counts = np.bincount(shown.label.ravel(), minlength=len(shown.class_names))
+    return Rendered(path, shown, label_rgb, boundary, class_counts=counts)
+
+
+def _palette256(palette: np.ndarray) -> np.ndarray:
+    pal = np.zeros((256, 3), np.uint8)
+    pal[: len(palette)] = np.asarray(palette, np.uint8)[:256]
+    return pal
+
+
+def load_runner(path: str | Path, device: str) -> ModelRunner:
+    """A runner for the checkpoint at ``path`` on ``device`` (auto/cpu/cuda), small chunks on the CPU."""
+    runner = ModelRunner.from_checkpoint(str(path), RunnerOptions(device=device))
+    if runner.device.type == "cpu":
+        runner.chunk_size = APP_CPU_CHUNK
+    return runner
+
+
+class Engine:
+    """Main model + optional partner + proposal settings; builds Segmenters and jobs."""
+
+    def __init__(self) -> None:
+        self.runner: ModelRunner | None = None
+        self.weights: Path | None = None
+        self.partner: ModelRunner | None = None
+        self.partner_weights: Path | None = None
+        self.device = "auto"
+        self.num_proposals = 50
+        self.edge_model_file: str | None = None
+        self._proposer: EdgeBoxProposer | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.runner is not None
+
+    def describe(self) -> str:
+        if self.runner is None:
+            return "no model"
+        return f"{self.weights.name if self.weights else 'model'} on {self.runner.describe_device()}"
+
+    def set_runner(self, runner: ModelRunner, path: Path) -> None:
+        if self.partner is not None and self.partner.meta.class_names != runner.meta.class_names:
+            log.info("dropping the ensemble partner: its classes differ from the new model's")
+            self.partner, self.partner_weights = None, None
+        self.runner, self.weights = runner, Path(path)
+
+    def set_partner(self, runner: ModelRunner | None, path: Path | None) -> None:
+        if runner is not None and self.runner is not None and runner.meta.class_names != self.runner.meta.class_names:
+            raise CheckpointError(
+                f"the partner's classes ({', '.join(runner.meta.class_names)}) differ from the model's "
+                f"({', '.join(self.runner.meta.class_names)})", path,
+            )
+        self.partner, self.partner_weights = runner, path
+
+    def set_proposals(self, num_proposals: int, edge_model_file: str | None) -> None:
+        if (num_proposals, edge_model_file) != (self.num_proposals, self.edge_model_file):
+            self.num_proposals, self.edge_model_file = int(num_proposals), edge_model_file
+            self._proposer = None
+
+    def proposer(self) -> EdgeBoxProposer:
+        if self._proposer is None:
+            self._proposer = EdgeBoxProposer(
+                EdgeBoxConfig(top_n=self.num_proposals, edge_model_path=self.edge_model_file or None)
+            )
+        return self._proposer
+
+    def segmenter(self, choices: ViewChoices) -> Callable[[], Segmenter]:
+        """A factory for a Segmenter with the current models, to call on the worker: building the proposer can
+        load a structured-edge model file (slow, and its errors belong in the job's report)."""
+        if self.runner is None:
+            raise CheckpointError("no model loaded: File → Load weights…")
+        runner, partner = self.runner, self.partner
+        options = PipelineOptions(
+            aggregation=choices.aggregation, ensemble="mean" if partner is not None else "off",
+            crf=False, keep_instance_scores=True,
+        )
+        return lambda: Segmenter(runner, partner=partner, proposer=self.proposer(), options=options)
+
+    def _models(self) -> list[nn.Module]:
+        return [r.model for r in (self.runner, self.partner) if r is not None]
+
+    def crf_device(self) -> str:
+        return "cuda" if self.runner is not None and self.runner.device.type == "cuda" else "cpu"
+
+    # --- jobs (run on the worker thread) -------------------------------------------------------------------
+
+    @staticmethod
+    def read_job(path: Path) -> Job:
+        def job(progress: ProgressCallback, cancel: CancelToken) -> np.ndarray:
+            progress(0, 1, "reading")
+            return read_image(path)
+
+        return job
+
+    def segment_job(self, session: ImageSession, choices: ViewChoices, boxes: np.ndarray | None = None) -> Job:
+        """Segment the session's image, then recombine with the user's choices and render."""
+        segmenter = self.segmenter(choices)
+        models = self._models()
+        path, image = session.path, session.image
+        device = self.crf_device()
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
+            with cancellable(models, cancel):
+                raw = segmenter().segment(image, boxes=boxes, progress=progress, cancel=cancel)
+            progress(0, 1, "summarising")
+            summaries = summarise_proposals(raw)
+            cancel.raise_if_cancelled()
+            include = np.ones(raw.num_proposals, bool)
+            shown = _recombine(raw, image, choices, include, device, progress)
+            out = render(path, shown)
+            out.raw, out.summaries = raw, summaries
+            return out
+
+        return job
+
+    def recombine_job(self, session: ImageSession, choices: ViewChoices) -> Job:
+        """Re-aggregate (+ensemble +CRF) from the cached maps — no network — and render."""
+        raw, image, include, path = session.raw, session.image, session.user_include.copy(), session.path
+        device = self.crf_device()
+        if raw is None:
+            raise ValueError("nothing to recombine")
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
+            out = render(path, _recombine(raw, image, choices, include, device, progress))
+            out.base = raw
+            return out
+
+        return job
+
+    def add_box_job(self, session: ImageSession, choices: ViewChoices, box: np.ndarray) -> Job:
+        """Run only the crop of ``box`` (x0, y0, x1, y1), append it as a user proposal, recombine, render."""
+        segmenter = self.segmenter(choices)
+        raw, image, path = session.raw, session.image, session.path
+        include = np.append(session.user_include, True)
+        device = self.crf_device()
+        if raw is None:
+            raise ValueError("segment the image before adding boxes")
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
+            progress(0, 1, "new box")
+            updated = segmenter().add_box(raw, image, box)
+            shown = _recombine(updated, image, choices, include, device, progress)
+            out = render(path, shown)
+            out.raw, out.summaries, out.base = updated, summarise_proposals(updated), raw
+            return out
+
+        return job
+
+    def partner_job(self, session: ImageSession) -> Job:
+        """The partner's whole-image scores for the session's image (when the partner came after the run)."""
+        partner, image = self.partner, session.image
+        if partner is None:
+            raise ValueError("no ensemble partner loaded")
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> np.ndarray:
+            progress(0, 1, "ensemble partner")
+            with cancellable([partner.model], cancel):
+                return partner.whole_image_scores(image)
+
+        return job
+
+    def folder_job(
+        self, files: list[Path], choices: ViewChoices, post: Callable[[object], None],
+        finish: Callable[[Rendered], Rendered] = lambda out: out,
+    ) -> Job:
+        """Segment ``files`` one by one; ``post(Rendered | DeconvGuiError)`` is called (on the worker) after each
+        image; ``finish`` decorates each Rendered first. The job returns ``(succeeded, failed)``."""
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> tuple[int, int]:
+            ok = failed = 0
+            for k, path in enumerate(files):
+                cancel.raise_if_cancelled()
+                progress(k, len(files), f"image {k + 1}/{len(files)}: {path.name}")
+                try:
+                    session = ImageSession(path, read_image(path))
+                    out = self.segment_job(session, choices)(no_progress, cancel)
+                    out.image = session.image
+                    post(finish(out))
+                    ok += 1
+                except DeconvGuiError as exc:
+                    failed += 1
+                    post(exc)
+            progress(len(files), len(files), "folder done")
+            return ok, failed
+
+        return job
+
+    @staticmethod
+    def export_job(session: ImageSession, out_dir: Path, formats: set[str], *, overwrite: bool) -> Job:
+        """Write the session's shown result in ``formats`` (see ``deconv_gui.inference.exports``)."""
+        image, shown, path = session.image, session.shown, session.path
+        if shown is None:
+            raise ValueError(f"{path.name} has no result to export")
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
+            progress(0, 1, "export")
+            return exports.export_result(out_dir, path.stem, image, shown, formats, overwrite=overwrite,
+                                         image_name=path.name)
+
+        return job
+
+    def export_folder_job(
+        self, files: list[Path], cached: dict[Path, tuple[np.ndarray, SegmentationResult]], choices: ViewChoices,
+        out_dir: Path, formats: set[str], *, overwrite: bool,
+    ) -> Job:
+        """Export every file: ``cached`` results as they are, the others segmented first (one at a time)."""
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
+            def items() -> Iterator[tuple[Path, np.ndarray, SegmentationResult]]:
+                for path in files:
+                    if path in cached:
+                        image, shown = cached[path]
+                    else:
+                        try:
+                            image = read_image(path)
+                        except DeconvGuiError as exc:
+                            log.warning("export: skipping %s", exc)
+                            continue
+                        shown = self.segment_job(ImageSession(path, image), choices)(no_progress, cancel).shown
+                    yield path, image, shown
+
+            return exports.export_folder(items(), out_dir, formats, overwrite=overwrite,
+                                         progress=lambda d, _t, st: progress(d, len(files), st), cancel=cancel)
+
+        return job
+
+    @staticmethod
+    def load_job(path: Path, device: str) -> Job:
+        def job(progress: ProgressCallback, cancel: CancelToken) -> ModelRunner:
+            progress(0, 1, "loading weights")
+            return load_runner(path, device)
+
+        return job
+
+
+def _recombine(
+    raw: SegmentationResult, image: np.ndarray, choices: ViewChoices, include: np.ndarray, device: str,
+    progress: ProgressCallback,
+) -> SegmentationResult:
+    from deconv_gui.inference.pipeline import recombine
+
+    if choices.crf:
+        progress(0, 1, "CRF")
+    shown = recombine(raw, image, choices.pipeline_options(), include=include, top_n=choices.top_n, device=device)
+    return replace(shown, timings={**raw.timings, **shown.timings})

@@ -1,0 +1,69 @@
+"""The opened folder: its image files, each one's state, and the current position (Qt-free)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deconv_gui.document.session import ImageState
+from deconv_gui.io.images import IMAGE_SUFFIXES, list_images
+
+
+@dataclass
+class FolderModel:
+    """An ordered list of image files with a state each and a current index (``-1`` when empty)."""
+
+    files: list[Path] = field(default_factory=list)
+    states: dict[Path, ImageState] = field(default_factory=dict)
+    current: int = -1
+    folder: Path | None = None
+
+    @classmethod
+    def from_paths(cls, paths: list[Path]) -> FolderModel:
+        """Expand folders into their images (sorted), keep image files, drop duplicates; order is kept."""
+        files: list[Path] = []
+        seen: set[Path] = set()
+        folder = None
+        for p in paths:
+            p = Path(p)
+            found = list_images(p) if p.is_dir() else [p] if p.suffix.lower() in IMAGE_SUFFIXES else []
+            if p.is_dir() and folder is None:
+                folder = p
+            for f in found:
+                if f not in seen:
+                    seen.add(f)
+                    files.append(f)
+        model = cls(files=files, states={f: "not run" for f in files}, current=0 if files else -1, folder=folder)
+        return model
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def current_path(self) -> Path | None:
+        return self.files[self.current] if 0 <= self.current < len(self.files) else None
+
+    def index_of(self, path: Path) -> int:
+        return self.files.index(Path(path))
+
+    def select(self, index: int) -> Path | None:
+        if 0 <= index < len(self.files):
+            self.current = index
+        return self.current_path
+
+    def next(self) -> Path | None:
+        """Move to the next file (stays on the last one)."""
+        return self.select(min(self.current + 1, len(self.files) - 1))
+
+    def previous(self) -> Path | None:
+        return self.select(max(self.current - 1, 0))
+
+    def set_state(self, path: Path, state: ImageState) -> None:
+        if Path(path) in self.states:
+            self.states[Path(path)] = state
+
+    def state(self, path: Path) -> ImageState:
+        return self.states.get(Path(path), "not run")
+
+    def count(self, state: ImageState) -> int:
+        return sum(1 for s in self.states.values() if s == state)

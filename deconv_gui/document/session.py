@@ -1,0 +1,212 @@
+"""One opened image and everything the app shows about it, Qt-free.
+
+An :class:`ImageSession` holds the image, the network's cached :class:`SegmentationResult` and the user's choices
+(include/exclude per proposal, top-N, ensemble rule, CRF, aggregation, the selected proposal). Changing a
+choice never re-runs the network: :meth:`ImageSession.recombine` rebuilds the label map from the cached
+per-instance maps with :func:`deconv_gui.inference.pipeline.recombine`.
+
+States of an image: ``"not run"`` → ``"segmented"`` → ``"exported"`` (an edit after export goes back to
+``"segmented"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from deconv_gui.core.aggregation import AggregationMode, label_map
+from deconv_gui.inference.pipeline import PipelineOptions, recombine
+from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.postprocess.crf import CRFParams
+from deconv_gui.postprocess.ensemble import EnsembleMode
+
+ImageState = Literal["not run", "segmented", "exported"]
+IMAGE_STATES: tuple[str, ...] = ("not run", "segmented", "exported")
+
+
+@dataclass(frozen=True)
+class ViewChoices:
+    """The user's choices that re-combine cached maps (no network): ensemble rule, CRF, aggregation, top-N."""
+
+    ensemble: EnsembleMode = "mean"
+    crf: bool = False
+    crf_params: CRFParams = CRFParams()
+    aggregation: AggregationMode = "max"
+    top_n: int | None = None
+
+    def pipeline_options(self) -> PipelineOptions:
+        return PipelineOptions(
+            aggregation=self.aggregation, ensemble=self.ensemble, crf=self.crf, crf_params=self.crf_params
+        )
+
+
+@dataclass(frozen=True)
+class ProposalSummary:
+    """One proposal as the proposals table shows it. ``box``: x0, y0, x1, y1 (exclusive, crop window)."""
+
+    rank: int
+    score: float
+    box: tuple[int, int, int, int]
+    class_id: int
+    class_name: str
+    area: int
+    probability: float
+    from_user: bool
+    mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool), repr=False, compare=False)
+    """``(h, w)`` bool: the proposal's own mask over its visible box, placed at ``offset`` (x0, y0)."""
+    offset: tuple[int, int] = (0, 0)
+
+
+def instance_patch(result: SegmentationResult, index: int) -> tuple[np.ndarray, tuple[int, int], int, float] | None:
+    """Proposal ``index``'s own mask over its visible box only: ``(mask (h, w) bool, (x0, y0), class, mean p)``.
+
+    The same mask as :meth:`SegmentationResult.instance_mask` without a full-image array (cheap for big photos);
+    None when the proposal has no foreground pixel.
+    """
+    inst = result.instance_probabilities(index)
+    if inst is None:
+        return None
+    probs, (rows, cols) = inst
+    labels = label_map(probs)  # strip-wise: a big box's argmax would hold the GIL for long
+    fg = labels != 0
+    if not fg.any():
+        return None
+    cls = int(np.bincount(labels[fg], minlength=probs.shape[0])[1:].argmax() + 1)
+    sel = labels == cls
+    return sel, (int(cols.start), int(rows.start)), cls, float(probs[cls][sel].mean())
+
+
+def summarise_proposals(result: SegmentationResult) -> list[ProposalSummary]:
+    """Per-proposal dominant class, mask and area from the cached maps (a few ms per proposal: run it on a
+    worker thread)."""
+    rows = []
+    for i in range(result.num_proposals):
+        patch = instance_patch(result, i)
+        mask, offset, cls, prob = patch if patch is not None else (np.zeros((0, 0), bool), (0, 0), 0, 0.0)
+        rows.append(
+            ProposalSummary(
+                rank=i + 1,
+                score=float(result.proposal_scores[i]),
+                box=tuple(int(v) for v in result.boxes[i]),  # type: ignore[arg-type]
+                class_id=cls,
+                class_name=result.class_names[cls] if cls < len(result.class_names) else str(cls),
+                area=int(mask.sum()),
+                probability=prob,
+                from_user=bool(result.from_user[i]),
+                mask=mask,
+                offset=offset,
+            )
+        )
+    return rows
+
+
+@dataclass
+class ImageSession:
+    """An opened image. ``image``: ``(H, W, 3) uint8`` RGB; ``raw``: the network's result (cached maps, all
+    proposals included); ``shown``: the result after the user's choices (what the canvas draws)."""
+
+    path: Path
+    image: np.ndarray
+    raw: SegmentationResult | None = None
+    shown: SegmentationResult | None = None
+    user_include: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    summaries: list[ProposalSummary] = field(default_factory=list)
+    selected: int | None = None
+    state: ImageState = "not run"
+    rendered: Any = None
+    """What the UI drew last (``deconv_gui.document.engine.Rendered``)."""
+    display: Any = None
+    """The UI's prepared picture of ``image`` (opaque here)."""
+
+    @property
+    def has_result(self) -> bool:
+        return self.shown is not None
+
+    def nbytes(self) -> int:
+        """Approximate memory held by the image and the results' arrays (for the app's cache budget)."""
+        seen: set[int] = set()
+        total = 0
+        for result in (self.raw, self.shown):
+            if result is None:
+                continue
+            for arr in (result.aggregated, result.probabilities, result.partner_scores, result.instance_scores,
+                        result.label):
+                if arr is not None and id(arr) not in seen:
+                    seen.add(id(arr))
+                    total += arr.nbytes
+        return total + self.image.nbytes * 3  # + the display and overlay images of the UI
+
+    def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
+        """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
+        old = self.user_include
+        inc = np.ones(result.num_proposals, bool)
+        if self.raw is not None and len(old) <= len(inc):
+            inc[: len(old)] = old
+        self.raw = result
+        self.user_include = inc
+        self.shown = result
+        self.summaries = summaries if summaries is not None else summarise_proposals(result)
+        if self.selected is not None and self.selected >= result.num_proposals:
+            self.selected = None
+        self.state = "segmented"
+
+    def set_included(self, index: int, included: bool) -> None:
+        self.user_include[index] = included
+        self.edited()
+
+    def edited(self) -> None:
+        if self.state == "exported":
+            self.state = "segmented"
+
+    def recombine(self, choices: ViewChoices, *, device: str = "cpu") -> SegmentationResult:
+        """The result under ``choices`` and the user's include mask, from cached maps (no network).
+
+        Pure: does not change the session (the caller adopts it with :meth:`show`), so it can run on a worker.
+        """
+        if self.raw is None:
+            raise ValueError(f"{self.path.name} has no result yet")
+        return recombine(
+            self.raw, self.image, choices.pipeline_options(), include=self.user_include, top_n=choices.top_n,
+            device=device,
+        )
+
+    def show(self, result: SegmentationResult) -> None:
+        self.shown = result
+
+    def with_partner_scores(self, partner_scores: np.ndarray | None) -> None:
+        """Attach (or drop) an ensemble partner's ``(C, H, W)`` float32 scores to the cached result."""
+        if self.raw is not None:
+            self.raw = replace(self.raw, partner_scores=partner_scores)
+
+    def effective_include(self) -> np.ndarray:
+        """``(N,)`` bool: the proposals taking part in the shown label map (user choice ∧ top-N)."""
+        if self.shown is None:
+            return np.zeros(0, bool)
+        return self.shown.include
+
+    def probe(self, x: int, y: int) -> tuple[str, float] | None:
+        """``(class name, probability)`` of the shown result at pixel column ``x``, row ``y``, or None outside."""
+        if self.shown is None:
+            return None
+        h, w = self.shown.image_hw
+        if not (0 <= x < w and 0 <= y < h):
+            return None
+        cls = int(self.shown.label[y, x])
+        prob = float(self.shown.probabilities[cls, y, x])
+        names = self.shown.class_names
+        return (names[cls] if cls < len(names) else str(cls)), prob
+
+
+def class_boundaries(label: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels whose right or lower neighbour has another class (1-px class borders)."""
+    edge = np.zeros(label.shape, bool)
+    diff_x = label[:, 1:] != label[:, :-1]
+    diff_y = label[1:, :] != label[:-1, :]
+    edge[:, :-1] |= diff_x
+    edge[:, 1:] |= diff_x
+    edge[:-1, :] |= diff_y
+    edge[1:, :] |= diff_y
+    return edge

@@ -1,0 +1,447 @@
+"""The app's controller: the document (sessions, folder, engine, choices) bound to a worker, as Qt signals.
+
+Widgets call its methods and listen to its signals; it owns no widget. Every heavy step (reading an image,
+loading weights, segmenting, recombining, adding a box, running a folder) is a job on the worker thread; its
+result is adopted only when its request id is the newest for that lane and its image is still the current one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from deconv_gui.core.cancel import CancelToken, ProgressCallback
+from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.document.engine import Engine, Rendered
+from deconv_gui.document.folder import FolderModel
+from deconv_gui.document.preferences import Preferences, save_preferences
+from deconv_gui.document.session import ImageSession, ImageState, ViewChoices
+from deconv_gui.inference import exports
+from deconv_gui.ui.qimage import prepare_layers, to_qimage
+from deconv_gui.ui.workers import Job, TaskRunner
+
+log = logging.getLogger(__name__)
+
+MAX_CACHED_SESSIONS = 6
+"""Opened images kept with their cached maps, for going back and forth in a folder without re-running."""
+MAX_CACHE_BYTES = 2 << 30
+"""…as long as their arrays stay under this (a 12 MP photo's result alone holds ~1 GB at 6 classes)."""
+
+
+class Controller(QObject):
+    """Document + worker. Signals carry sessions/results; all are emitted on the GUI thread."""
+
+    image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
+    result_shown = Signal(object)  # ImageSession whose ``shown`` changed
+    selection_changed = Signal(object)  # int | None
+    folder_changed = Signal(object)  # FolderModel
+    state_changed = Signal(object, str)  # Path, state
+    model_changed = Signal(str)  # description of the model and device in use
+    partner_changed = Signal(bool)
+    choices_changed = Signal(object)  # ViewChoices
+    error = Signal(str)  # a user-facing message
+    unexpected = Signal(str, str)  # message, traceback
+    status = Signal(str)
+    progress = Signal(int, int, str)  # done, total, stage
+    busy_changed = Signal(bool)
+    run_cancelled = Signal()
+    folder_run_finished = Signal(int, int)  # succeeded, failed
+    exported = Signal(object)  # list[Path] written
+    _folder_item = Signal(object)  # Rendered, posted from the worker during a folder run
+
+    def __init__(self, preferences: Preferences | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.prefs = preferences or Preferences()
+        self.engine = Engine()
+        self.engine.device = self.prefs.device
+        self.engine.set_proposals(self.prefs.num_proposals, self.prefs.edge_model_file)
+        self.choices = ViewChoices(crf_params=self.prefs.crf_params())
+        self.folder = FolderModel()
+        self.session: ImageSession | None = None
+        self._sessions: OrderedDict[Path, ImageSession] = OrderedDict()
+        self._latest: dict[str, int] = {}
+        self._paths: dict[int, Path | None] = {}
+        self._pending_boxes: list[np.ndarray] = []
+        self._export_paths: list[Path] = []
+        self.tasks = TaskRunner(self)
+        self.tasks.finished.connect(self._on_finished)
+        self.tasks.failed.connect(self._on_failed)
+        self.tasks.cancelled.connect(self._on_cancelled)
+        self.tasks.progress.connect(lambda _id, _lane, d, t, s: self.progress.emit(d, t, s))
+        self.tasks.busy_changed.connect(self.busy_changed)
+        self._folder_item.connect(self._on_folder_item)
+
+    # --- opening ---------------------------------------------------------------------------------------------
+
+    def open_paths(self, paths: list[Path]) -> None:
+        """Open files and/or folders: they become the file list; the first image is shown."""
+        folder = FolderModel.from_paths([Path(p) for p in paths])
+        if not len(folder):
+            self.error.emit(f"no images found in {', '.join(str(p) for p in paths)}")
+            return
+        self.folder = folder
+        self.folder_changed.emit(folder)
+        for p in paths:
+            self.prefs.add_recent_file(p)
+        self.open_image(folder.files[0])
+
+    def open_image(self, path: Path) -> None:
+        """Show ``path``: from the cache when it was opened before, else read it on the worker."""
+        path = Path(path)
+        if path in self.folder.states:
+            self.folder.select(self.folder.index_of(path))
+        cached = self._sessions.get(path)
+        self.tasks.cancel("segment")
+        if cached is not None:
+            self._sessions.move_to_end(path)
+            self._activate(cached)
+            if cached.raw is None and self.engine.ready:
+                self.segment()
+            return
+        read = self.engine.read_job(path)
+        self._submit("open", lambda progress, cancel: _with_qimage(read(progress, cancel)), path)
+
+    def next_image(self) -> None:
+        path = self.folder.next()
+        if path is not None and (self.session is None or path != self.session.path):
+            self.open_image(path)
+
+    def previous_image(self) -> None:
+        path = self.folder.previous()
+        if path is not None and (self.session is None or path != self.session.path):
+            self.open_image(path)
+
+    def _activate(self, session: ImageSession) -> None:
+        self.session = session
+        self.image_opened.emit(session)
+        if session.shown is not None:
+            self.result_shown.emit(session)
+
+    def _remember(self, session: ImageSession) -> None:
+        """Cache ``session``; evict the least recently used others beyond the count or memory budget."""
+        self._sessions[session.path] = session
+        self._sessions.move_to_end(session.path)
+        keep = {session.path, self.session.path if self.session is not None else None}
+        while (len(self._sessions) > MAX_CACHED_SESSIONS
+               or sum(s.nbytes() for s in self._sessions.values()) > MAX_CACHE_BYTES):
+            victims = [p for p in self._sessions if p not in keep]
+            if not victims:
+                break
+            del self._sessions[victims[0]]
+
+    # --- models ------------------------------------------------------------------------------------------------
+
+    def load_weights(self, path: Path) -> None:
+        self._submit("model", self.engine.load_job(Path(path), self.engine.device), Path(path))
+
+    def load_partner(self, path: Path | None) -> None:
+        if path is None:
+            self.engine.set_partner(None, None)
+            for session in self._sessions.values():
+                session.with_partner_scores(None)
+            self.partner_changed.emit(False)
+            self._recombine()
+            return
+        self._submit("partner_model", self.engine.load_job(Path(path), self.engine.device), Path(path))
+
+    def set_device(self, device: str) -> None:
+        """Reload the model(s) on ``device`` (auto/cpu/cuda)."""
+        self.engine.device = self.prefs.device = device
+        if self.engine.weights is not None:
+            self.load_weights(self.engine.weights)
+        if self.engine.partner_weights is not None:
+            self._submit("partner_model", self.engine.load_job(self.engine.partner_weights, device),
+                         self.engine.partner_weights)
+
+    def set_num_proposals(self, n: int) -> None:
+        self.prefs.num_proposals = int(n)
+        self.engine.set_proposals(int(n), self.prefs.edge_model_file)
+
+    def set_edge_model_file(self, path: str | None) -> None:
+        self.prefs.edge_model_file = path or None
+        self.engine.set_proposals(self.engine.num_proposals, path or None)
+
+    # --- running -----------------------------------------------------------------------------------------------
+
+    def segment(self, *, boxes: np.ndarray | None = None) -> int | None:
+        """(Re-)run the network on the current image; returns the request id."""
+        if self.session is None:
+            return None
+        if not self.engine.ready:
+            self.status.emit("no model loaded: File → Load weights…")
+            return None
+        try:
+            job = self.engine.segment_job(self.session, self.choices, boxes)
+        except DeconvGuiError as exc:
+            self.error.emit(str(exc))
+            return None
+        self.tasks.cancel("recombine")
+        return self._submit("segment", _with_layers(job), self.session.path)
+
+    def cancel(self) -> None:
+        self.tasks.cancel()
+
+    def add_box(self, box: tuple[float, float, float, float]) -> None:
+        """Run the network on the crop of ``box`` (x0, y0, x1, y1 image pixels) only and add it as a proposal."""
+        s = self.session
+        if s is None or s.raw is None:
+            self.status.emit("segment the image before drawing boxes")
+            return
+        if s.raw.mode != "instances":
+            self.status.emit("this model segments whole images; boxes apply to DeconvNet models")
+            return
+        self._pending_boxes.append(np.asarray(box, np.float64))
+        if not self.tasks.lane_busy("add_box"):
+            self._next_box()
+
+    def _next_box(self) -> None:
+        s = self.session
+        if not self._pending_boxes or s is None or s.raw is None:
+            self._pending_boxes.clear()
+            return
+        box = self._pending_boxes.pop(0)
+        self._submit("add_box", _with_layers(self.engine.add_box_job(s, self.choices, box)), s.path)
+
+    def set_choices(self, **changes: object) -> None:
+        """Change ensemble/crf/crf_params/aggregation/top_n and recombine from the cached maps."""
+        self.choices = replace(self.choices, **changes)  # type: ignore[arg-type]
+        if "crf_params" in changes:
+            self.prefs.set_crf_params(self.choices.crf_params)
+        self.choices_changed.emit(self.choices)
+        self._recombine()
+
+    def set_included(self, index: int, included: bool) -> None:
+        if self.session is None or self.session.raw is None:
+            return
+        self.session.set_included(index, included)
+        self._set_state(self.session.path, self.session.state)
+        self._recombine()
+
+    def select(self, index: int | None) -> None:
+        if self.session is None:
+            return
+        if index is not None and not (0 <= index < len(self.session.summaries)):
+            index = None
+        if index != self.session.selected:
+            self.session.selected = index
+            self.selection_changed.emit(index)
+
+    def _recombine(self) -> None:
+        s = self.session
+        if s is None or s.raw is None:
+            return
+        if s.raw.partner_scores is None and self.engine.partner is not None and self.choices.ensemble != "off":
+            self._submit("partner", self.engine.partner_job(s), s.path)
+            return
+        self._submit("recombine", _with_layers(self.engine.recombine_job(s, self.choices)), s.path)
+
+    # --- folder ------------------------------------------------------------------------------------------------
+
+    def run_folder(self, *, only_not_run: bool = False) -> int | None:
+        """Segment every image of the file list on the worker; per-image results land as they come."""
+        if not self.engine.ready:
+            self.error.emit("no model loaded: File → Load weights…")
+            return None
+        files = [f for f in self.folder.files if not only_not_run or self.folder.state(f) == "not run"]
+        job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=_add_layers_and_display)
+        return self._submit("folder", job, None)
+
+    def _on_folder_item(self, item: object) -> None:
+        if isinstance(item, DeconvGuiError):
+            self.status.emit(str(item))
+            return
+        assert isinstance(item, Rendered) and item.image is not None
+        current = self.session is not None and self.session.path == item.path
+        session = self.session if current else self._sessions.get(item.path) or ImageSession(
+            item.path, item.image, display=item.display)
+        assert session is not None
+        self._adopt(session, item)
+        self._remember(session)
+        if current:
+            self.result_shown.emit(session)
+
+    # --- exports -----------------------------------------------------------------------------------------------
+
+    def existing_outputs(self, out_dir: Path, formats: set[str], *, whole_folder: bool) -> list[Path]:
+        """Files an export would overwrite (ask the user first)."""
+        if whole_folder:
+            return exports.existing_folder_outputs(out_dir, self.folder.files, formats)
+        if self.session is None:
+            return []
+        return exports.existing_outputs(out_dir, self.session.path.stem, formats)
+
+    def export_current(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
+        """Write the shown result of the current image in ``formats`` (on the worker)."""
+        s = self.session
+        if s is None or s.shown is None:
+            self.error.emit("nothing to export yet: open an image and let it segment")
+            return None
+        self._export_paths = [s.path]
+        return self._submit("export", self.engine.export_job(s, out_dir, formats, overwrite=overwrite), s.path)
+
+    def export_all(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
+        """Export every image of the file list; images without a result are segmented first (on the worker)."""
+        if not self.folder.files:
+            self.error.emit("no folder is open")
+            return None
+        cached = {p: (s.image, s.shown) for p, s in self._sessions.items() if s.shown is not None}
+        if len(cached) < len(self.folder.files) and not self.engine.ready:
+            self.error.emit("no model loaded to segment the images that have no result yet")
+            return None
+        files = list(self.folder.files)
+        self._export_paths = files
+        job = self.engine.export_folder_job(files, cached, self.choices, out_dir, formats, overwrite=overwrite)
+        return self._submit("export", job, None)
+
+    def mark_exported(self, path: Path) -> None:
+        s = self._sessions.get(Path(path))
+        if s is not None:
+            s.state = "exported"
+        self._set_state(Path(path), "exported")
+
+    # --- plumbing ----------------------------------------------------------------------------------------------
+
+    def _submit(self, lane: str, job: object, path: Path | None, *, supersede: bool = True) -> int:
+        request_id = self.tasks.submit(lane, job, supersede=supersede)  # type: ignore[arg-type]
+        self._latest[lane] = request_id
+        self._paths[request_id] = path
+        return request_id
+
+    def _stale(self, request_id: int, lane: str) -> bool:
+        return self._latest.get(lane) != request_id
+
+    def _set_state(self, path: Path, state: ImageState) -> None:
+        self.folder.set_state(path, state)
+        self.state_changed.emit(path, state)
+
+    def _adopt(self, session: ImageSession, out: Rendered) -> None:
+        if out.raw is not None:
+            session.set_result(out.raw, out.summaries)
+        session.show(out.shown)
+        session.rendered = out  # type: ignore[attr-defined]
+        self._set_state(session.path, session.state)
+
+    def _on_finished(self, request_id: int, lane: str, value: object) -> None:
+        path = self._paths.pop(request_id, None)
+        if self._stale(request_id, lane):
+            return
+        s = self.session
+        if isinstance(value, Rendered) and value.base is not None and s is not None and value.base is not s.raw:
+            # Recombined from a cache that has moved on (a box was added meanwhile): do it again.
+            if lane == "add_box":
+                self._pending_boxes.insert(0, np.asarray(value.raw.boxes[-1], np.float64))  # type: ignore[union-attr]
+                self._next_box()
+            else:
+                self._recombine()
+            return
+        if lane == "open":
+            assert path is not None
+            image, display = value  # type: ignore[misc]
+            session = ImageSession(path, image, display=display)
+            self._activate(session)
+            self._remember(session)
+            if self.engine.ready:
+                self.segment()
+        elif lane in ("model", "partner_model"):
+            self._on_model_loaded(lane, value, path)
+        elif lane == "export":
+            for p in self._export_paths:
+                self.mark_exported(p)
+            self.exported.emit(value)
+            self.status.emit(f"exported {len(value)} files")  # type: ignore[arg-type]
+        elif lane == "folder":
+            ok, failed = value  # type: ignore[misc]
+            self.folder_run_finished.emit(ok, failed)
+            self.status.emit(f"folder run: {ok} segmented, {failed} failed")
+        elif s is not None and path == s.path:
+            if lane == "partner":
+                s.with_partner_scores(value)  # type: ignore[arg-type]
+                self._recombine()
+                return
+            assert isinstance(value, Rendered)
+            self._adopt(s, value)
+            self.result_shown.emit(s)
+            timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in value.shown.timings.items())
+            self.status.emit(f"{s.path.name}: {value.shown.num_proposals} proposals ({timings})")
+            if lane == "add_box":
+                self._next_box()
+
+    def _on_model_loaded(self, lane: str, runner: object, path: Path | None) -> None:
+        assert path is not None
+        try:
+            if lane == "model":
+                self.engine.set_runner(runner, path)  # type: ignore[arg-type]
+                self.prefs.add_recent_weights(path)
+            else:
+                self.engine.set_partner(runner, path)  # type: ignore[arg-type]
+        except DeconvGuiError as exc:
+            self.error.emit(str(exc))
+            return
+        self.model_changed.emit(self.engine.describe())
+        self.partner_changed.emit(self.engine.partner is not None)
+        # Cached maps came from another model (or lack the partner's): segment again.
+        for session in self._sessions.values():
+            if lane == "model":
+                session.raw = session.shown = None
+                session.state = "not run"
+                self._set_state(session.path, "not run")
+            else:
+                session.with_partner_scores(None)
+        if self.session is not None:
+            if lane == "model":
+                self.image_opened.emit(self.session)
+                self.segment()
+            else:
+                self._recombine()
+
+    def _on_failed(self, request_id: int, lane: str, message: str, tb: str) -> None:
+        self._paths.pop(request_id, None)
+        if self._stale(request_id, lane):
+            return
+        if tb:
+            self.unexpected.emit(message, tb)
+        else:
+            self.error.emit(message)
+
+    def _on_cancelled(self, request_id: int, lane: str) -> None:
+        self._paths.pop(request_id, None)
+        if lane == "add_box":
+            self._pending_boxes.clear()
+        if not self._stale(request_id, lane):
+            self.status.emit("cancelled")
+            self.run_cancelled.emit()
+
+    def shutdown(self) -> None:
+        """Cancel running work, wait for the worker, save preferences."""
+        self.tasks.shutdown()
+        save_preferences(self.prefs)
+
+
+def _add_layers(out: Rendered) -> Rendered:
+    """Attach the result's QImages (called on the worker thread)."""
+    out.layers = prepare_layers(out.label_rgb, out.boundary_rgba)
+    return out
+
+
+def _add_layers_and_display(out: Rendered) -> Rendered:
+    """:func:`_add_layers` plus the image's own QImage (a folder run read the image on the worker)."""
+    out.display = to_qimage(out.image) if out.image is not None else None
+    return _add_layers(out)
+
+
+def _with_layers(job: Job) -> Job:
+    """``job`` whose Rendered result also carries its QImages, converted on the worker thread."""
+
+    def wrapped(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
+        return _add_layers(job(progress, cancel))
+
+    return wrapped
+
+
+def _with_qimage(image: np.ndarray) -> tuple[np.ndarray, object]:
+    return image, to_qimage(image)

@@ -1,0 +1,77 @@
+"""The opened folder's file list with each image's state, "Run on all images" and its progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from deconv_gui.document.folder import FolderModel
+
+STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230)}
+STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓"}
+
+
+def paths_from_mime(mime: QMimeData) -> list[Path]:
+    """Local files and folders dropped on a widget."""
+    return [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+
+
+class FileList(QWidget):
+    """List of the folder's images; clicking one opens it. (Drops land on the main window, its parent.)"""
+
+    open_requested = Signal(object)  # Path
+    run_all_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.itemActivated.connect(self._activated)
+        self.list.itemClicked.connect(self._activated)
+        self.run_all = QPushButton("Run on all images")
+        self.run_all.clicked.connect(self.run_all_requested)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(self.run_all)
+        layout.addWidget(self.progress)
+        self._rows: dict[Path, QListWidgetItem] = {}
+
+    def set_folder(self, folder: FolderModel) -> None:
+        self.list.clear()
+        self._rows = {}
+        for path in folder.files:
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, str(path))
+            self.list.addItem(item)
+            self._rows[path] = item
+            self.set_state(path, folder.state(path))
+        self.set_current(folder.current_path)
+
+    def set_state(self, path: Path, state: str) -> None:
+        item = self._rows.get(Path(path))
+        if item is not None:
+            item.setText(f"{STATE_MARKS.get(state, '?')}  {Path(path).name}")
+            item.setForeground(STATE_COLOURS.get(state, QColor(0, 0, 0)))
+            item.setToolTip(f"{path}\n{state}")
+
+    def set_current(self, path: Path | None) -> None:
+        item = self._rows.get(Path(path)) if path is not None else None
+        if item is not None:
+            self.list.blockSignals(True)
+            self.list.setCurrentItem(item)
+            self.list.blockSignals(False)
+
+    def set_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{text}  (%p%)")
+        self.progress.setVisible(done < total)
+
+    def _activated(self, item: QListWidgetItem) -> None:
+        self.open_requested.emit(Path(item.data(Qt.ItemDataRole.UserRole)))

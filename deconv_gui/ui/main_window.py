@@ -1,0 +1,368 @@
+"""The main window: composes the canvas, panels, menus and status bar, and wires their signals to the controller.
+
+Behaviour lives elsewhere: the document in ``deconv_gui.document``, the run logic in :class:`Controller`,
+drawing in the widgets. This module only connects them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
+
+from deconv_gui.document.layers import pick_box
+from deconv_gui.document.models import bundled_models
+from deconv_gui.document.preferences import Preferences
+from deconv_gui.document.session import ImageSession
+from deconv_gui.ui.canvas import ImageCanvas
+from deconv_gui.ui.controller import Controller
+from deconv_gui.ui.controls import ControlsPanel
+from deconv_gui.ui.export_dialog import ExportDialog, confirm_overwrite
+from deconv_gui.ui.file_list import FileList, paths_from_mime
+from deconv_gui.ui.layers_panel import LayersPanel
+from deconv_gui.ui.legend import Legend
+from deconv_gui.ui.menus import build_menus
+from deconv_gui.ui.proposals_panel import ProposalsPanel
+from deconv_gui.ui.settings_dialog import SettingsDialog
+
+log = logging.getLogger(__name__)
+
+try:  # written beside this window (helper U2); the app works without it
+    from deconv_gui.ui.training_panel import TrainingPanel
+except ImportError:  # pragma: no cover - only while the training panel does not exist
+    TrainingPanel = None  # type: ignore[assignment,misc]
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
+WEIGHTS_FILTER = "Checkpoints (*.pt *.pth);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """DeconvNet inspector. ``controller`` holds the document; tests drive it through the controller's API."""
+
+    def __init__(self, preferences: Preferences | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("deconv_gui")
+        self.setAcceptDrops(True)
+        self.controller = c = Controller(preferences, self)
+        self.canvas = ImageCanvas()
+        self.setCentralWidget(self.canvas)
+        self.files = FileList()
+        self.proposals = ProposalsPanel()
+        self.controls = ControlsPanel()
+        self.layers = LayersPanel(self.canvas.overlays)
+        self.legend = Legend()
+        self.training = TrainingPanel(self) if TrainingPanel is not None else None
+        self.actions_, self.menus = build_menus(self)
+        self._build_docks()
+        self._build_status_bar()
+        self.controls.set_num_proposals(c.prefs.num_proposals)
+        self.controls.set_device(c.prefs.device)
+        self.controls.set_choices(c.choices)
+        self.controls.set_partner_available(False)
+        self._wire()
+        self._fill_model_menus()
+        self._restore_geometry()
+
+    # --- composition --------------------------------------------------------------------------------------------
+
+    def _build_docks(self) -> None:
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        docks = [("Files", self.files, left), ("Controls", self.controls, right),
+                 ("Proposals", self.proposals, right), ("Layers", self.layers, left), ("Legend", self.legend, left)]
+        if self.training is not None:
+            docks.append(("Training", self.training, Qt.DockWidgetArea.BottomDockWidgetArea))
+        self.docks: dict[str, QDockWidget] = {}
+        for title, widget, area in docks:
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock_{title.lower()}")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+            self.menus["docks"].addAction(dock.toggleViewAction())
+            self.docks[title] = dock
+        self.proposals.setMinimumWidth(300)
+        if "Training" in self.docks:
+            self.docks["Training"].hide()
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.hover_label = QLabel()
+        self.zoom_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        bar.addWidget(self.hover_label, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.zoom_label)
+
+    def _wire(self) -> None:
+        c, a, canvas = self.controller, self.actions_, self.canvas
+        # document → widgets
+        c.image_opened.connect(self._show_image)
+        c.result_shown.connect(self._show_result)
+        c.selection_changed.connect(self._show_selection)
+        c.folder_changed.connect(self.files.set_folder)
+        c.state_changed.connect(self.files.set_state)
+        c.model_changed.connect(self.controls.set_device_in_use)
+        c.model_changed.connect(lambda text: self.statusBar().showMessage(f"model: {text}", 5000))
+        c.partner_changed.connect(self.controls.set_partner_available)
+        c.choices_changed.connect(self.controls.set_choices)
+        c.error.connect(self.show_error)
+        c.unexpected.connect(self.show_traceback)
+        c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.progress.connect(self._show_progress)
+        c.busy_changed.connect(self._show_busy)
+        # widgets → document
+        self.files.open_requested.connect(c.open_image)
+        self.files.run_all_requested.connect(c.run_folder)
+        c.progress.connect(lambda d, t, s: self.files.set_progress(d, t, s) if s.startswith(("image", "folder")) else None)
+        self.proposals.include_toggled.connect(c.set_included)
+        self.proposals.selected.connect(c.select)
+        self.proposals.top_n_changed.connect(lambda n: c.set_choices(top_n=n))
+        self.controls.ensemble_changed.connect(lambda m: c.set_choices(ensemble=m))
+        self.controls.crf_changed.connect(lambda on: c.set_choices(crf=on))
+        self.controls.aggregation_changed.connect(lambda m: c.set_choices(aggregation=m))
+        self.controls.proposals_changed.connect(c.set_num_proposals)
+        self.controls.device_changed.connect(c.set_device)
+        self.controls.segment_requested.connect(c.segment)
+        self.controls.settings_requested.connect(self.open_settings)
+        self.cancel_button.clicked.connect(c.cancel)
+        canvas.hovered.connect(self._show_hover)
+        canvas.clicked.connect(self._pick)
+        canvas.box_drawn.connect(c.add_box)
+        canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        canvas.draw_mode_changed.connect(a["draw_box"].setChecked)
+        if self.training is not None:
+            self.training.use_checkpoint.connect(lambda p: c.load_weights(Path(p)))
+        # menus
+        slots = {
+            "open_image": self.ask_open_image, "open_folder": self.ask_open_folder, "export": self.ask_export,
+            "quit": self.close, "load_weights": self.ask_load_weights, "load_partner": self.ask_load_partner,
+            "remove_partner": lambda: c.load_partner(None), "settings": self.open_settings,
+            "zoom_in": canvas.zoom_in, "zoom_out": canvas.zoom_out, "fit": canvas.fit,
+            "actual_size": canvas.actual_size, "draw_box": canvas.set_draw_mode,
+            "toggle_labels": lambda: self.layers.toggle("label map"),
+            "toggle_boxes": lambda: self.layers.toggle("proposal boxes"),
+            "next": c.next_image, "previous": c.previous_image, "segment": c.segment, "run_all": c.run_folder,
+            "cancel": lambda: canvas.set_draw_mode(False) if canvas.draw_mode else c.cancel(),
+            "training": self.show_training,
+        }
+        for name, slot in slots.items():
+            a[name].triggered.connect(slot)
+        self.menus["recent_files"].aboutToShow.connect(self._fill_recent_files)
+        self.menus["recent_weights"].aboutToShow.connect(self._fill_recent_weights)
+
+    # --- document → widgets --------------------------------------------------------------------------------------
+
+    def _show_image(self, session: ImageSession) -> None:
+        self.setWindowTitle(f"{session.path.name} — deconv_gui")
+        self.canvas.set_image(session.display if session.display is not None else session.image)
+        self.files.set_current(session.path)
+        self.proposals.set_proposals([], session.user_include[:0], session.user_include[:0], None)
+        self.canvas.overlays.show_instance(None)
+
+    def _show_result(self, session: ImageSession) -> None:
+        out, shown = session.rendered, session.shown
+        if out is None or shown is None:
+            return
+        self.canvas.overlays.show_result(out.layers, shown.boxes, shown.include, shown.from_user, shown.image_hw)
+        self.proposals.set_proposals(session.summaries, session.user_include, shown.include,
+                                     self.controller.choices.top_n)
+        self.legend.set_classes(shown.class_names, shown.palette, out.class_counts)
+        self.controls.set_device_in_use(shown.device or self.controller.engine.describe())
+        self._show_selection(session.selected)
+
+    def _show_selection(self, index: int | None) -> None:
+        session = self.controller.session
+        self.canvas.overlays.boxes.set_selected(index)
+        self.proposals.select_row(index)
+        row = session.summaries[index] if session is not None and index is not None else None
+        if row is None or not row.area:
+            self.canvas.overlays.show_instance(None)
+        else:
+            self.canvas.overlays.show_instance(row.mask, row.offset)
+
+    def _show_hover(self, x: int, y: int) -> None:
+        s = self.controller.session
+        probe = s.probe(x, y) if s is not None else None
+        self.hover_label.setText(f"{probe[0]}, p={probe[1]:.2f} at ({x}, {y})" if probe else f"({x}, {y})")
+
+    def _show_progress(self, done: int, total: int, stage: str) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{stage} %v/%m")
+
+    def _show_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if not busy:
+            self.files.progress.hide()
+
+    def _pick(self, x: float, y: float) -> None:
+        s = self.controller.session
+        if s is None or s.shown is None or not self.canvas.overlays.layers["proposal boxes"].visible:
+            return
+        boxes = [r.box for r in s.summaries]
+        self.controller.select(pick_box(boxes, x, y, [i for i in range(len(boxes)) if s.shown.include[i]]))
+
+    def show_error(self, message: str) -> None:
+        """A user-caused error: a message box (non-blocking), the app keeps working."""
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "deconv_gui", message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.last_error = message
+
+    def show_traceback(self, message: str, tb: str) -> None:
+        """An unexpected failure: the message with the traceback in the details; nothing is lost."""
+        box = QMessageBox(QMessageBox.Icon.Critical, "deconv_gui: unexpected error",
+                          f"{message}\n\nYour image and results are kept; you can go on working.",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setDetailedText(tb)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.last_error = message
+
+    # --- dialogs ---------------------------------------------------------------------------------------------------
+
+    def show_training(self) -> None:
+        dock = self.docks.get("Training")
+        if dock is None:
+            self.show_error("the training panel is not available in this installation")
+            return
+        dock.show()
+        dock.raise_()
+
+    def ask_open_image(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", IMAGE_FILTER)
+        if paths:
+            self.controller.open_paths([Path(p) for p in paths])
+
+    def ask_open_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of images")
+        if path:
+            self.controller.open_paths([Path(path)])
+
+    def ask_load_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load weights", "", WEIGHTS_FILTER)
+        if path:
+            self.controller.load_weights(Path(path))
+
+    def ask_load_partner(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load an ensemble partner (e.g. FCN-8s)", "", WEIGHTS_FILTER)
+        if path:
+            self.controller.load_partner(Path(path))
+
+    def open_settings(self) -> None:
+        c = self.controller
+        dialog = SettingsDialog(c.choices.crf_params, c.prefs.edge_model_file, self)
+        if dialog.exec():
+            params, edge_file = dialog.values()
+            c.set_edge_model_file(edge_file)
+            if params != c.choices.crf_params:
+                c.set_choices(crf_params=params)
+
+    def ask_export(self) -> None:
+        c = self.controller
+        default = (c.session.path.parent if c.session else Path.cwd()) / "deconv_gui_export"
+        dialog = ExportDialog(default, len(c.folder) > 1, self)
+        if not dialog.exec():
+            return
+        out_dir, formats, whole_folder = dialog.choice()
+        self.export(out_dir, formats, whole_folder=whole_folder)
+
+    def export(self, out_dir: Path, formats: set[str], *, whole_folder: bool = False) -> int | None:
+        """Export, asking before overwriting anything (:func:`confirm_overwrite`)."""
+        if not formats:
+            self.show_error("choose at least one export format")
+            return None
+        c = self.controller
+        existing = c.existing_outputs(out_dir, formats, whole_folder=whole_folder)
+        overwrite = bool(existing)
+        if existing and not confirm_overwrite(self, existing):
+            return None
+        run = c.export_all if whole_folder else c.export_current
+        return run(out_dir, formats, overwrite=overwrite)
+
+    # --- menus filled at run time ------------------------------------------------------------------------------------
+
+    def _fill_model_menus(self) -> None:
+        menu = self.menus["bundled"]
+        menu.clear()
+        for info in bundled_models():
+            action = QAction(info.label, menu)
+            action.triggered.connect(lambda _=False, p=info.path: self.controller.load_weights(p))
+            menu.addAction(action)
+        menu.setEnabled(bool(menu.actions()))
+
+    def _fill_recent(self, menu_name: str, items: list[str], open_fn: object) -> None:
+        menu = self.menus[menu_name]
+        menu.clear()
+        for item in items:
+            action = QAction(item, menu)
+            action.triggered.connect(lambda _=False, p=item: open_fn(Path(p)))  # type: ignore[operator]
+            menu.addAction(action)
+        if not items:
+            menu.addAction("(none)").setEnabled(False)
+
+    def _fill_recent_files(self) -> None:
+        self._fill_recent("recent_files", self.controller.prefs.recent_files,
+                          lambda p: self.controller.open_paths([p]))
+
+    def _fill_recent_weights(self) -> None:
+        self._fill_recent("recent_weights", self.controller.prefs.recent_weights, self.controller.load_weights)
+
+    # --- window ---------------------------------------------------------------------------------------------------
+
+    def _restore_geometry(self) -> None:
+        settings = QSettings("deconv_gui", "deconv_gui")
+        geometry, state = settings.value("geometry"), settings.value("window_state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 920)
+        if state is not None:
+            self.restoreState(state)
+        else:  # first run: give the canvas the room (docks otherwise size to their contents)
+            QTimer.singleShot(0, self._default_dock_sizes)
+
+    def _default_dock_sizes(self) -> None:
+        d = self.docks
+        self.resizeDocks([d["Files"], d["Controls"]], [200, 440], Qt.Orientation.Horizontal)
+        self.resizeDocks([d["Controls"], d["Proposals"]], [260, 640], Qt.Orientation.Vertical)
+        self.resizeDocks([d["Files"], d["Layers"], d["Legend"]], [330, 150, 300], Qt.Orientation.Vertical)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        paths = paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            QTimer.singleShot(0, lambda: self.controller.open_paths(paths))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        """Cancel any run, wait for the worker to stop, save geometry and preferences."""
+        if self.training is not None and not self.training.confirm_close():
+            event.ignore()
+            return
+        settings = QSettings("deconv_gui", "deconv_gui")
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("window_state", self.saveState())
+        self.controller.shutdown()
+        super().closeEvent(event)
