@@ -84,6 +84,16 @@ def _post(
     return probs, label_map(probs)
 
 
+def chunk_bounds(n: int, max_chunk: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``n`` items in the fewest chunks of at most ``max_chunk``, sizes as even
+    as possible (50 crops by 8 → 8, 7, 7, 7, 7, 7, 7 rather than a wasteful last chunk of 2)."""
+    if n <= 0:
+        return []
+    count = -(-n // max(1, max_chunk))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 class Segmenter:
     """Runs the pipeline with one main model, an optional ensemble partner and an Edge Box proposer."""
 
@@ -137,12 +147,10 @@ class Segmenter:
         c = self.runner.num_classes
         cache = np.empty((n, c, size, size), np.float16) if keep else None
         acc = np.zeros((c, h, w), np.float32) if initial is None else np.array(initial, np.float32, copy=True)
-        chunk = self.runner.chunk_size
         progress(0, n, "crops")
-        for start in range(0, n, chunk):
+        for start, stop in chunk_bounds(n, self.runner.chunk_size):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            stop = min(start + chunk, n)
             scores = self.runner.forward_crops(crop_batch(image, boxes[start:stop], size))
             for j, i in enumerate(range(start, stop)):
                 if cache is not None:

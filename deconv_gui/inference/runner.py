@@ -6,7 +6,8 @@ class scores (no softmax) as numpy float32.
 
 Speed choices (measured by ``bench/inference.py``; see README):
 - BatchNorm is folded into the preceding convolution at load time (identical maths, one memory pass less).
-- DeconvNet's 7×7 fc6-deconv runs as a GEMM + col2im (oneDNN's transposed conv took ~20 % of a forward).
+- DeconvNet's 7×7 fc6-deconv runs as a GEMM + col2im and fc7 as a plain GEMM (oneDNN took ~20 % of a
+  forward on these two layers alone).
 - channels_last memory format on both CPU (oneDNN) and CUDA (cuDNN tensor cores).
 - precision ``"auto"``: fp16 autocast on CUDA; fp32 on the CPU, where bf16/fp16 autocast measured *slower* on
   the dev machine (AVX-512 BF16 but no AMX) — ``"bf16"`` stays selectable for CPUs with AMX.
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.inference.fuse import deconvs_as_matmul, fuse_batchnorm
+from deconv_gui.inference.fuse import fuse_batchnorm, layers_as_matmul
 from deconv_gui.io.checkpoints import ModelMeta
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class ModelRunner:
         model = model.eval()
         if options.fuse_bn:
             model = fuse_batchnorm(model)
-        model = deconvs_as_matmul(model)
+        model = layers_as_matmul(model)
         model = model.to(self.device)
         if options.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from deconv_gui.inference.fuse import DeconvAsMatmul, deconvs_as_matmul, fuse_batchnorm
+from deconv_gui.inference.fuse import DeconvAsMatmul, PointwiseConvAsMatmul, fuse_batchnorm, layers_as_matmul
 
 
 def _randomise_bn(model: nn.Module) -> None:
@@ -39,10 +39,22 @@ def test_deconv_as_matmul_matches_transposed_conv() -> None:
         for shape in [(2, 16, 1, 1), (1, 16, 3, 4)]:
             x = torch.randn(shape)
             expected = model(x)
-            got = deconvs_as_matmul(model)(x)
+            got = layers_as_matmul(model)(x)
             assert got.shape == expected.shape == (shape[0], 3, shape[2] + 6, shape[3] + 6)
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
             xc = x.contiguous(memory_format=torch.channels_last)
             torch.testing.assert_close(model(xc), expected, rtol=1e-4, atol=1e-5)
     assert isinstance(model[0], DeconvAsMatmul)
     assert isinstance(model[2], nn.ConvTranspose2d)  # 3×3 padded deconvs stay with oneDNN
+
+
+def test_large_pointwise_conv_as_matmul() -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1024, 1024, 1), nn.ReLU(), nn.Conv2d(1024, 3, 1)).eval()
+    x = torch.randn(2, 1024, 3, 2).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = model(x)
+        got = layers_as_matmul(model)(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert isinstance(model[0], PointwiseConvAsMatmul)
+    assert isinstance(model[2], nn.Conv2d)  # small 1×1 convs stay with oneDNN

@@ -65,7 +65,7 @@ def test_chunks_bound_each_forward(runner: ModelRunner, scene, monkeypatch) -> N
 
     monkeypatch.setattr(runner, "forward_crops", spy)
     Segmenter(runner, options=PipelineOptions(keep_instance_scores=False)).segment(scene.image, boxes=_boxes(10))
-    assert sizes == [4, 4, 2]
+    assert sizes == [3, 4, 3]  # at most chunk_size (4) per forward, as even as possible
 
 
 def test_cancel_between_chunks(runner: ModelRunner, scene) -> None:
@@ -170,3 +170,15 @@ def test_whole_image_base_when_class_zero_is_not_background(runner: ModelRunner,
     # recombination from the cache starts from the same base
     again = recombine(replace(based), scene.image, PipelineOptions(base="whole"))
     np.testing.assert_allclose(again.aggregated, based.aggregated, rtol=1e-4, atol=1e-3)
+
+
+def test_chunk_bounds_are_even_and_cover_everything() -> None:
+    from deconv_gui.inference.pipeline import chunk_bounds
+
+    assert chunk_bounds(0, 8) == []
+    assert chunk_bounds(5, 8) == [(0, 5)]
+    sizes = [b - a for a, b in chunk_bounds(50, 8)]
+    assert len(sizes) == 7 and max(sizes) <= 8 and min(sizes) >= 7 and sum(sizes) == 50
+    bounds = chunk_bounds(17, 4)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 17
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
