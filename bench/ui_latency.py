@@ -13,6 +13,11 @@ ticks and the longest and 99th-percentile gap between ticks (5 ms = perfectly sm
 A second row per model measures a recombine (toggle one proposal) the same way, and a last line per model the
 time from Cancel (pressed just after the first crops) until the run has stopped. torch runs on all cores but one,
 as in the app. Timings are wall-clock on a shared machine: rows can differ by ±30 % between runs.
+
+Last, the time per brush-stroke update on a 4000×3000 photo (``--stroke-only`` runs just that): the window shows a
+4000×3000 image with a label-map overlay, the brush (radius 20 image px) is dragged by simulated mouse moves of
+12 screen pixels, and each update is timed from the mouse event until the canvas has repainted (the tool call,
+the edits overlay's dirty rectangle, the viewport repaint), at the fitted zoom and at 1:1. Target: ≤ 16 ms.
 """
 
 from __future__ import annotations
@@ -106,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proposals", type=int, default=4)
     parser.add_argument("--skip-full", action="store_true", help="only the small model")
+    parser.add_argument("--stroke-only", action="store_true", help="only the brush-stroke timing on 4000x3000")
     args = parser.parse_args(argv)
+    if args.stroke_only:
+        return _print_stroke_latency()
 
     import torch
     from PIL import Image
@@ -158,6 +166,98 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in cancels:
         print(f"cancel latency, {name}: {seconds * 1000:.0f} ms (Cancel pressed mid-run until the run reported back)")
     print(f"device: {rows[0][5]}; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; cpu_count={os.cpu_count()}")
+    return _print_stroke_latency()
+
+
+def stroke_latency(zoom: str, moves: int = 150, hw: tuple[int, int] = (3000, 4000)) -> np.ndarray:
+    """Milliseconds per brush-stroke update (mouse move → repainted canvas) on an ``hw`` image at ``zoom``
+    (``"fit"`` or ``"1:1"``)."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from deconv_gui.core.palette import voc_palette
+    from deconv_gui.document.preferences import Preferences
+    from deconv_gui.document.session import ImageSession
+    from deconv_gui.ui.main_window import MainWindow
+    from deconv_gui.ui.qimage import to_qimage
+
+    app = QApplication.instance() or QApplication([])
+    if "DECONV_GUI_CONFIG_DIR" not in os.environ:  # leave the user's preferences and window settings alone
+        from PySide6.QtCore import QSettings
+
+        cfg = tempfile.mkdtemp(prefix="ui_latency_")
+        os.environ["DECONV_GUI_CONFIG_DIR"] = cfg
+        QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, cfg)
+    h, w = hw
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    window = MainWindow(Preferences())
+    window.resize(1500, 920)
+    window.show()
+    c = window.controller
+    window.annotator.set_autosave_folder(Path(tempfile.mkdtemp(prefix="stroke_bench_")))  # fresh, no old edits
+    c._activate(ImageSession(Path("stroke_bench.png"), image, display=to_qimage(image)))
+    label = (np.arange(w)[None, :] // 400 + np.arange(h)[:, None] // 300) % 6  # a label map overlay to draw too
+    window.canvas.overlays.label.set_image(to_qimage(voc_palette(6)[label]))
+    app.processEvents()
+    window.canvas.fit()
+    if zoom == "1:1":
+        window.canvas.actual_size()
+        window.canvas.centerOn(w / 2, h / 2)
+    app.processEvents()
+    window.annotator.set_tool("brush")
+    window.annotator.set_radius(20)
+    vp = window.canvas.viewport()
+    paints = _PaintCounter(vp)
+    updates: list = []
+    window.annotator.painted.connect(updates.append)
+    start = QPoint(vp.width() // 4, vp.height() // 3)
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    app.processEvents()
+    times = []
+    for k in range(1, moves + 1):
+        step = (k % 40) if (k // 40) % 2 == 0 else 40 - k % 40  # a serpentine: every move paints new pixels
+        p = start + QPoint(12 * step, 45 * (k // 40) + (45 * (k % 40)) // 40)
+        app.processEvents()  # nothing pending: the paint awaited below is this move's
+        before, updates_before = paints.count, len(updates)
+        t0 = time.perf_counter()
+        QTest.mouseMove(vp, p)
+        while paints.count == before:  # until the viewport has repainted the stroke's dirty region
+            app.processEvents()
+        times.append(time.perf_counter() - t0)
+        assert len(updates) > updates_before, f"move {k} to {p} did not reach the brush"
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p)
+    edited = int(window.controller.session.annotation.edited.sum())
+    window.close()
+    assert edited > 0, "the stroke painted nothing"
+    return np.asarray(times) * 1000.0
+
+
+class _PaintCounter:
+    """Counts the paint events a widget receives (an event filter)."""
+
+    def __init__(self, widget) -> None:
+        from PySide6.QtCore import QEvent, QObject
+
+        counter = self
+
+        class Filter(QObject):
+            def eventFilter(self, _obj, event) -> bool:  # noqa: N802 - Qt API
+                if event.type() == QEvent.Type.Paint:
+                    counter.count += 1
+                return False
+
+        self.count = 0
+        self._filter = Filter()
+        widget.installEventFilter(self._filter)
+
+
+def _print_stroke_latency() -> int:
+    for zoom in ("fit", "1:1"):
+        ms = stroke_latency(zoom)
+        print(f"brush stroke update, 4000x3000, radius 20, zoom {zoom}: mean {ms.mean():.1f} ms, "
+              f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms over {len(ms)} updates (target <= 16 ms)")
     return 0
 
 

@@ -37,6 +37,8 @@ from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
 log = logging.getLogger(__name__)
 
 Job = Callable[[ProgressCallback, CancelToken], Any]
+SavedEdits = Callable[[Path, np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
+"""``(image path, image) -> (label (H, W) uint8, edited (H, W) bool)`` autosaved edits, or None."""
 APP_CPU_CHUNK = 2
 """Crops per forward pass on the CPU in the app (the CLI uses 8): quicker progress and cancel."""
 BOUNDARY_RGBA = (255, 255, 255, 230)
@@ -283,29 +285,33 @@ class Engine:
 
     @staticmethod
     def export_job(session: ImageSession, out_dir: Path, formats: set[str], *, overwrite: bool) -> Job:
-        """Write the session's shown result in ``formats`` (see ``deconv_gui.inference.exports``)."""
+        """Write the session's shown result, with its hand edits on top, in ``formats`` (see
+        ``deconv_gui.inference.exports``)."""
         image, shown, path = session.image, session.shown, session.path
         if shown is None:
             raise ValueError(f"{path.name} has no result to export")
+        label = session.edited_label()
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
             progress(0, 1, "export")
             return exports.export_result(out_dir, path.stem, image, shown, formats, overwrite=overwrite,
-                                         image_name=path.name)
+                                         image_name=path.name, label=label)
 
         return job
 
     def export_folder_job(
-        self, files: list[Path], cached: dict[Path, tuple[np.ndarray, SegmentationResult]], choices: ViewChoices,
-        out_dir: Path, formats: set[str], *, overwrite: bool,
+        self, files: list[Path], cached: dict[Path, tuple], choices: ViewChoices,
+        out_dir: Path, formats: set[str], *, overwrite: bool, saved_edits: SavedEdits | None = None,
     ) -> Job:
-        """Export every file: ``cached`` results as they are, the others segmented first (one at a time)."""
+        """Export every file: ``cached`` ``(image, result[, edited label])`` as they are, the others segmented
+        first (one at a time), with their autosaved edits (``saved_edits(path, image)``) on top."""
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
-            def items() -> Iterator[tuple[Path, np.ndarray, SegmentationResult]]:
+            def items() -> Iterator[tuple[Path, np.ndarray, SegmentationResult, np.ndarray | None]]:
                 for path in files:
                     if path in cached:
-                        image, shown = cached[path]
+                        image, shown, *rest = cached[path]
+                        label = rest[0] if rest else None
                     else:
                         try:
                             image = read_image(path)
@@ -313,7 +319,9 @@ class Engine:
                             log.warning("export: skipping %s", exc)
                             continue
                         shown = self.segment_job(ImageSession(path, image), choices)(no_progress, cancel).shown
-                    yield path, image, shown
+                        edits = saved_edits(path, image) if saved_edits is not None else None
+                        label = None if edits is None else np.where(edits[1], edits[0], shown.label)
+                    yield path, image, shown, label
 
             return exports.export_folder(items(), out_dir, formats, overwrite=overwrite,
                                          progress=lambda d, _t, st: progress(d, len(files), st), cancel=cancel)

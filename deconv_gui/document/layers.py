@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LAYER_NAMES: tuple[str, ...] = ("label map", "boundaries", "instance mask", "proposal boxes")
+LAYER_NAMES: tuple[str, ...] = ("label map", "boundaries", "edits", "instance mask", "proposal boxes")
 
 
 @dataclass
@@ -24,6 +24,7 @@ def default_layers() -> dict[str, LayerState]:
     return {
         "label map": LayerState("label map", True, 0.5),
         "boundaries": LayerState("boundaries", True, 0.8),
+        "edits": LayerState("edits", True, 0.7),
         "instance mask": LayerState("instance mask", True, 0.6),
         "proposal boxes": LayerState("proposal boxes", True, 0.5),
     }

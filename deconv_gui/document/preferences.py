@@ -42,6 +42,8 @@ class Preferences:
     crf: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(CRFParams()))
     device: str = "auto"
     edge_model_file: str | None = None
+    annotation_folder: str | None = None
+    """Autosave hand edits into this project folder; None: in a ``.deconv_gui`` folder next to each image."""
 
     def crf_params(self) -> CRFParams:
         try:

@@ -120,6 +120,8 @@ class ImageSession:
     """What the UI drew last (``deconv_gui.document.engine.Rendered``)."""
     display: Any = None
     """The UI's prepared picture of ``image`` (opaque here)."""
+    annotation: Any = None
+    """The user's hand edits (``deconv_gui.document.annotation.AnnotationLayer``), or None before any."""
 
     @property
     def has_result(self) -> bool:
@@ -137,7 +139,15 @@ class ImageSession:
                 if arr is not None and id(arr) not in seen:
                     seen.add(id(arr))
                     total += arr.nbytes
-        return total + self.image.nbytes * 3  # + the display and overlay images of the UI
+        edits = self.annotation.nbytes() * 3 if self.annotation is not None else 0  # + the UI's edits overlay
+        return total + self.image.nbytes * 3 + edits  # + the display and overlay images of the UI
+
+    def edited_label(self) -> np.ndarray | None:
+        """``(H, W) uint8``: the shown label map with the hand edits on top; None when nothing was edited."""
+        layer = self.annotation
+        if layer is None or not layer.has_edits:
+            return None
+        return layer.composite(self.shown.label if self.shown is not None else None)
 
     def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
         """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
@@ -194,9 +204,13 @@ class ImageSession:
         h, w = self.shown.image_hw
         if not (0 <= x < w and 0 <= y < h):
             return None
+        names = self.shown.class_names
+        layer = self.annotation
+        if layer is not None and layer.edited[y, x]:
+            cls = int(layer.label[y, x])
+            return (names[cls] if cls < len(names) else "void" if cls == 255 else str(cls)) + " (edited)", 1.0
         cls = int(self.shown.label[y, x])
         prob = float(self.shown.probabilities[cls, y, x])
-        names = self.shown.class_names
         return (names[cls] if cls < len(names) else str(cls)), prob
 
 

@@ -166,7 +166,8 @@ def export_result(
 
 
 def export_folder(
-    items: Iterable[tuple[Path, np.ndarray, SegmentationResult]],
+    items: Iterable[tuple[Path, np.ndarray, SegmentationResult] | tuple[Path, np.ndarray, SegmentationResult,
+                                                                        np.ndarray | None]],
     out_dir: PathLike,
     formats: Iterable[str],
     *,
@@ -174,7 +175,8 @@ def export_folder(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> list[Path]:
-    """Export ``(image path, image, result)`` items (consumed lazily, one at a time) into ``out_dir``.
+    """Export ``(image path, image, result[, edited label])`` items (consumed lazily, one at a time) into
+    ``out_dir``; an item's edited ``(H, W)`` label map, when given and not None, replaces ``result.label``.
 
     Every format but ``coco`` is written per image as :func:`export_result` does, named after the image's stem
     (``a.png`` and ``a.jpg`` both present: the second becomes ``a_jpg``); ``coco`` writes one ``coco.json`` for
@@ -197,14 +199,15 @@ def export_folder(
     annotations: list[dict] = []
     class_names: list[str] | None = None
     written: list[Path] = []
-    for done, (image_path, image, result) in enumerate(items, start=1):
+    for done, item in enumerate(items, start=1):
         if cancel is not None:
             cancel.raise_if_cancelled()
-        image_path = Path(image_path)
+        image_path, image, result = Path(item[0]), item[1], item[2]
+        label = item[3] if len(item) > 3 else None
         stem = _unique_stem(image_path, seen)
         records = None
         if per_image:
-            files, records = _export_one(out, stem, image, result, per_image, overwrite=overwrite, label=None,
+            files, records = _export_one(out, stem, image, result, per_image, overwrite=overwrite, label=label,
                                          image_name=image_path.name)
             written += files
         if want_coco:
@@ -216,7 +219,7 @@ def export_folder(
                     f"({class_names}); one COCO file cannot hold both", image_path)
             image_id = len(images) + 1
             images.append(coco_image(image_id, image_path.name, result.image_hw))
-            records = instance_records(result) if records is None else records
+            records = instance_records(result, label) if records is None else records
             annotations += coco_annotations(records, image_id, first_id=len(annotations) + 1)
         if progress is not None:
             progress(done, total, "export")

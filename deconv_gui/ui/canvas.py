@@ -1,4 +1,5 @@
-"""The image canvas: zoom (wheel, +/-), pan (drag), fit (F) and 1:1 (1), hover probe, draw-a-box mode (B).
+"""The image canvas: zoom (wheel, +/-), pan (drag), fit (F) and 1:1 (1), hover probe, draw-a-box mode (B),
+paint mode (mouse events go to a :class:`ToolHandler`, the annotation tools).
 
 Scene coordinates are image pixels (x right, y down; pixel ``(x, y)`` covers ``[x, x+1) × [y, y+1)``). "1:1"
 maps one image pixel to one *physical* screen pixel, so HiDPI screens show the image crisp rather than
@@ -7,6 +8,8 @@ Items use a device-coordinate cache, so panning a 4000×3000 photo does not resc
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -26,6 +29,18 @@ ZOOM_STEP = 1.25
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 CLICK_SLOP = 4  # screen pixels a press may move and still count as a click
 MIN_BOX_SIDE = 4  # image pixels
+
+
+class ToolHandler(Protocol):
+    """Receives the canvas's mouse events in paint mode, in image coordinates (floats); True = consumed."""
+
+    def press(self, x: float, y: float, button: Qt.MouseButton) -> bool: ...
+    def move(self, x: float, y: float, buttons: Qt.MouseButton) -> bool: ...
+    def release(self, x: float, y: float, button: Qt.MouseButton) -> bool: ...
+    def double_click(self, x: float, y: float) -> bool: ...
+    def hover(self, x: float, y: float) -> None: ...
+    def leave(self) -> None: ...
+    def cancel(self) -> bool: ...
 
 
 class ImageCanvas(QGraphicsView):
@@ -63,6 +78,8 @@ class ImageCanvas(QGraphicsView):
         self.scene().addItem(self._rubber)
         self._image_hw = (0, 0)
         self._draw_mode = False
+        self._paint_mode = False
+        self._tool: ToolHandler | None = None
         self._press: QPointF | None = None
         self._press_scene: QPointF | None = None
         self._auto_fit = True  # refit on resize until the user zooms
@@ -123,7 +140,8 @@ class ImageCanvas(QGraphicsView):
 
     def _update_filtering(self) -> None:
         smooth = self.zoom * self.devicePixelRatioF() < 2.0
-        for item in (self.image_item, self.overlays.label, self.overlays.boundaries, self.overlays.instance):
+        for item in (self.image_item, self.overlays.label, self.overlays.boundaries, self.overlays.edits,
+                     self.overlays.instance):
             item.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
 
@@ -136,9 +154,34 @@ class ImageCanvas(QGraphicsView):
     def set_draw_mode(self, on: bool) -> None:
         """B: drag draws a box (a new proposal) instead of panning; Esc leaves the mode."""
         self._draw_mode = bool(on)
-        self.setDragMode(QGraphicsView.DragMode.NoDrag if on else QGraphicsView.DragMode.ScrollHandDrag)
-        self.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.OpenHandCursor)
+        paint = on or self._paint_mode  # leaving box mode goes back to painting when a paint tool is active
+        self.setDragMode(QGraphicsView.DragMode.NoDrag if paint else QGraphicsView.DragMode.ScrollHandDrag)
+        self.viewport().setCursor(Qt.CursorShape.CrossCursor if paint else Qt.CursorShape.OpenHandCursor)
         self.draw_mode_changed.emit(self._draw_mode)
+
+    # --- paint mode ---------------------------------------------------------------------------------------------
+
+    @property
+    def paint_mode(self) -> bool:
+        return self._paint_mode
+
+    def set_tool_handler(self, handler: ToolHandler | None) -> None:
+        self._tool = handler
+
+    def set_paint_mode(self, on: bool) -> None:
+        """Mouse drags go to the tool handler (annotation tools) instead of panning; the wheel still zooms."""
+        self._paint_mode = bool(on)
+        if not self._draw_mode:
+            self.setDragMode(QGraphicsView.DragMode.NoDrag if on else QGraphicsView.DragMode.ScrollHandDrag)
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.OpenHandCursor)
+
+    def scene_point(self, pos: QPointF) -> QPointF:
+        """A viewport position → image coordinates, keeping sub-pixel precision (``mapToScene`` rounds)."""
+        inverse, _ = self.viewportTransform().inverted()
+        return inverse.map(pos)
+
+    def _painting(self) -> ToolHandler | None:
+        return self._tool if self._paint_mode and not self._draw_mode else None
 
     def clamp_box(self, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float] | None:
         """Order and clip a box to the image; None when a side is under :data:`MIN_BOX_SIDE` pixels."""
@@ -158,6 +201,9 @@ class ImageCanvas(QGraphicsView):
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
+        tool = self._painting()
+        if event.key() == Qt.Key.Key_Escape and tool is not None and tool.cancel():
+            return
         if event.key() == Qt.Key.Key_Escape and self._draw_mode:
             self._rubber.hide()
             self._press_scene = None
@@ -171,6 +217,12 @@ class ImageCanvas(QGraphicsView):
             self.fit()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        tool = self._painting()
+        if tool is not None:
+            p = self.scene_point(event.position())
+            if tool.press(p.x(), p.y(), event.button()):
+                event.accept()
+                return
         if event.button() == Qt.MouseButton.LeftButton:
             self._press = event.position()
             if self._draw_mode:
@@ -187,6 +239,13 @@ class ImageCanvas(QGraphicsView):
         h, w = self._image_hw
         if 0 <= x < w and 0 <= y < h:
             self.hovered.emit(x, y)
+        tool = self._painting()
+        if tool is not None:
+            p = self.scene_point(event.position())
+            tool.hover(p.x(), p.y())
+            if event.buttons() != Qt.MouseButton.NoButton and tool.move(p.x(), p.y(), event.buttons()):
+                event.accept()
+                return
         if self._draw_mode and self._press_scene is not None:
             self._rubber.setRect(QRectF(self._press_scene, pos).normalized())
             event.accept()
@@ -194,6 +253,12 @@ class ImageCanvas(QGraphicsView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        tool = self._painting()
+        if tool is not None:
+            p = self.scene_point(event.position())
+            if tool.release(p.x(), p.y(), event.button()):
+                event.accept()
+                return
         if event.button() == Qt.MouseButton.LeftButton:
             pos = self.mapToScene(event.position().toPoint())
             if self._draw_mode and self._press_scene is not None:
@@ -208,3 +273,17 @@ class ImageCanvas(QGraphicsView):
                 self.clicked.emit(pos.x(), pos.y())
             self._press = None
         super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        tool = self._painting()
+        if tool is not None:
+            p = self.scene_point(event.position())
+            if tool.double_click(p.x(), p.y()):
+                event.accept()
+                return
+        super().mouseDoubleClickEvent(event)
+
+    def leaveEvent(self, event: object) -> None:  # noqa: N802 - Qt API
+        if self._tool is not None:
+            self._tool.leave()
+        super().leaveEvent(event)  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ from PySide6.QtCore import QObject, Signal
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.document.autosave import EditsStore
+from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
 from deconv_gui.document.folder import FolderModel
 from deconv_gui.document.preferences import Preferences, save_preferences
@@ -52,6 +54,7 @@ class Controller(QObject):
     run_cancelled = Signal()
     folder_run_finished = Signal(int, int)  # succeeded, failed
     exported = Signal(object)  # list[Path] written
+    dataset_exported = Signal(object)  # list[Path] written by a dataset export
     _folder_item = Signal(object)  # Rendered, posted from the worker during a folder run
 
     def __init__(self, preferences: Preferences | None = None, parent: QObject | None = None) -> None:
@@ -62,6 +65,7 @@ class Controller(QObject):
         self.engine.set_proposals(self.prefs.num_proposals, self.prefs.edge_model_file)
         self.choices = ViewChoices(crf_params=self.prefs.crf_params())
         self.folder = FolderModel()
+        self.edits = EditsStore(Path(self.prefs.annotation_folder) if self.prefs.annotation_folder else None)
         self.session: ImageSession | None = None
         self._sessions: OrderedDict[Path, ImageSession] = OrderedDict()
         self._latest: dict[str, int] = {}
@@ -289,14 +293,47 @@ class Controller(QObject):
         if not self.folder.files:
             self.error.emit("no folder is open")
             return None
-        cached = {p: (s.image, s.shown) for p, s in self._sessions.items() if s.shown is not None}
+        cached = {p: (s.image, s.shown, s.edited_label()) for p, s in self._sessions.items() if s.shown is not None}
         if len(cached) < len(self.folder.files) and not self.engine.ready:
             self.error.emit("no model loaded to segment the images that have no result yet")
             return None
         files = list(self.folder.files)
         self._export_paths = files
-        job = self.engine.export_folder_job(files, cached, self.choices, out_dir, formats, overwrite=overwrite)
+        job = self.engine.export_folder_job(files, cached, self.choices, out_dir, formats, overwrite=overwrite,
+                                            saved_edits=self._saved_edits)
         return self._submit("export", job, None)
+
+    def export_dataset(self, out_dir: Path, *, overwrite: bool = False) -> int | None:
+        """Write the edited images of the file list as a VOC tree for ``deconv-gui train`` (on the worker)."""
+        store = self.edits
+        cached = {p: (s.image, s.shown, s.edited_label()) for p, s in self._sessions.items()
+                  if s.annotation is not None and s.annotation.has_edits}
+        files = list(self.folder.files) or ([self.session.path] if self.session is not None else [])
+        if not cached and not any(store.has_edits(p) for p in files):
+            self.error.emit("no edited image to export: paint some corrections first")
+            return None
+        try:
+            job = dataset_export_job(self.engine, files, cached, self.choices, Path(out_dir), overwrite=overwrite,
+                                     has_saved_edits=lambda p: p not in cached and store.has_edits(p),
+                                     saved_edits=self._saved_edits)
+        except DeconvGuiError as exc:
+            self.error.emit(str(exc))
+            return None
+        return self._submit("dataset_export", job, None)
+
+    def _saved_edits(self, path: Path, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Autosaved edits of an image not open in the app (read on the worker; a bad file is only logged)."""
+        return self.edits.load(path, image, set_aside=False)
+
+    def set_edits_folder(self, folder: Path | None) -> None:
+        """Autosave edits into a project ``folder`` (None: next to each image); remembered in the preferences."""
+        self.edits = EditsStore(Path(folder) if folder else None)
+        self.prefs.annotation_folder = str(folder) if folder else None
+
+    def mark_changed(self, session: ImageSession) -> None:
+        """The user edited ``session`` (by hand): an exported image goes back to "segmented"."""
+        session.edited()
+        self._set_state(session.path, session.state)
 
     def mark_exported(self, path: Path) -> None:
         s = self._sessions.get(Path(path))
@@ -354,6 +391,9 @@ class Controller(QObject):
                 self.mark_exported(p)
             self.exported.emit(value)
             self.status.emit(f"exported {len(value)} files")  # type: ignore[arg-type]
+        elif lane == "dataset_export":
+            self.dataset_exported.emit(value)
+            self.status.emit(f"dataset export: {len(value)} files written")  # type: ignore[arg-type]
         elif lane == "folder":
             ok, failed = value  # type: ignore[misc]
             self.folder_run_finished.emit(ok, failed)

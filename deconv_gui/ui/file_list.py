@@ -1,4 +1,5 @@
-"""The opened folder's file list with each image's state, "Run on all images" and its progress."""
+"""The opened folder's file list with each image's state (and "edited" when it has hand edits), "Run on all
+images" and its progress."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from deconv_gui.document.folder import FolderModel
 
 STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230)}
 STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓"}
+EDITED_MARK = "✎ edited"
 
 
 def paths_from_mime(mime: QMimeData) -> list[Path]:
@@ -41,10 +43,12 @@ class FileList(QWidget):
         layout.addWidget(self.run_all)
         layout.addWidget(self.progress)
         self._rows: dict[Path, QListWidgetItem] = {}
+        self._states: dict[Path, str] = {}
+        self._edited: set[Path] = set()
 
     def set_folder(self, folder: FolderModel) -> None:
         self.list.clear()
-        self._rows = {}
+        self._rows, self._states = {}, {}
         for path in folder.files:
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, str(path))
@@ -56,9 +60,17 @@ class FileList(QWidget):
     def set_state(self, path: Path, state: str) -> None:
         item = self._rows.get(Path(path))
         if item is not None:
-            item.setText(f"{STATE_MARKS.get(state, '?')}  {Path(path).name}")
+            self._states[Path(path)] = state
+            edited = Path(path) in self._edited
+            item.setText(f"{STATE_MARKS.get(state, '?')}  {Path(path).name}" + (f"  {EDITED_MARK}" if edited else ""))
             item.setForeground(STATE_COLOURS.get(state, QColor(0, 0, 0)))
-            item.setToolTip(f"{path}\n{state}")
+            item.setToolTip(f"{path}\n{state}" + (", with hand edits (autosaved)" if edited else ""))
+
+    def set_edited(self, path: Path, edited: bool) -> None:
+        """Mark an image that has (autosaved) hand edits."""
+        path = Path(path)
+        (self._edited.add if edited else self._edited.discard)(path)
+        self.set_state(path, self._states.get(path, "not run"))
 
     def set_current(self, path: Path | None) -> None:
         item = self._rows.get(Path(path)) if path is not None else None

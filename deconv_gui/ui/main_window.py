@@ -26,6 +26,8 @@ from deconv_gui.document.layers import pick_box
 from deconv_gui.document.models import bundled_models
 from deconv_gui.document.preferences import Preferences
 from deconv_gui.document.session import ImageSession
+from deconv_gui.ui.annotation_panel import AnnotationPanel, build_annotation_menu, wire_annotation
+from deconv_gui.ui.annotator import Annotator
 from deconv_gui.ui.canvas import ImageCanvas
 from deconv_gui.ui.controller import Controller
 from deconv_gui.ui.controls import ControlsPanel
@@ -63,8 +65,11 @@ class MainWindow(QMainWindow):
         self.controls = ControlsPanel()
         self.layers = LayersPanel(self.canvas.overlays)
         self.legend = Legend()
+        self.annotator = Annotator(c, self.canvas, self)
+        self.annotate = AnnotationPanel()
         self.training = TrainingPanel(self) if TrainingPanel is not None else None
         self.actions_, self.menus = build_menus(self)
+        self.annotation_actions = build_annotation_menu(self)
         self._build_docks()
         self._build_status_bar()
         self.controls.set_num_proposals(c.prefs.num_proposals)
@@ -72,6 +77,7 @@ class MainWindow(QMainWindow):
         self.controls.set_choices(c.choices)
         self.controls.set_partner_available(False)
         self._wire()
+        wire_annotation(self)
         self._fill_model_menus()
         self._restore_geometry()
 
@@ -79,7 +85,7 @@ class MainWindow(QMainWindow):
 
     def _build_docks(self) -> None:
         left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
-        docks = [("Files", self.files, left), ("Controls", self.controls, right),
+        docks = [("Files", self.files, left), ("Controls", self.controls, right), ("Annotate", self.annotate, right),
                  ("Proposals", self.proposals, right), ("Layers", self.layers, left), ("Legend", self.legend, left)]
         if self.training is not None:
             docks.append(("Training", self.training, Qt.DockWidgetArea.BottomDockWidgetArea))
@@ -154,11 +160,12 @@ class MainWindow(QMainWindow):
             "quit": self.close, "load_weights": self.ask_load_weights, "load_partner": self.ask_load_partner,
             "remove_partner": lambda: c.load_partner(None), "settings": self.open_settings,
             "zoom_in": canvas.zoom_in, "zoom_out": canvas.zoom_out, "fit": canvas.fit,
-            "actual_size": canvas.actual_size, "draw_box": canvas.set_draw_mode,
+            "actual_size": lambda: self.annotator.set_class(1) if self.annotator.painting else canvas.actual_size(),
+            "draw_box": canvas.set_draw_mode,
             "toggle_labels": lambda: self.layers.toggle("label map"),
             "toggle_boxes": lambda: self.layers.toggle("proposal boxes"),
             "next": c.next_image, "previous": c.previous_image, "segment": c.segment, "run_all": c.run_folder,
-            "cancel": lambda: canvas.set_draw_mode(False) if canvas.draw_mode else c.cancel(),
+            "cancel": lambda: canvas.set_draw_mode(False) if canvas.draw_mode else self.annotator.cancel() or c.cancel(),
             "training": self.show_training,
         }
         for name, slot in slots.items():
@@ -364,5 +371,6 @@ class MainWindow(QMainWindow):
         settings = QSettings("deconv_gui", "deconv_gui")
         settings.setValue("geometry", self.saveGeometry())
         settings.setValue("window_state", self.saveState())
+        self.annotator.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

@@ -1,4 +1,4 @@
-"""The canvas's overlay items: label map, class boundaries, selected instance mask, proposal boxes.
+"""The canvas's overlay items: label map, class boundaries, hand edits, selected instance mask, proposal boxes.
 
 Each overlay is one QGraphicsItem whose visibility and opacity follow a
 :class:`~deconv_gui.document.layers.LayerState`. Boxes are painted by one item (fast with thousands of boxes)
@@ -116,11 +116,12 @@ class Overlays:
         self.layers: dict[str, LayerState] = default_layers()
         self.label = ImageItem()
         self.boundaries = ImageItem()
+        self.edits = ImageItem()  # hand edits, drawn by deconv_gui.ui.edits_overlay
         self.instance = ImageItem()
         self.boxes = BoxesItem()
         self.items: dict[str, QGraphicsItem] = {
-            "label map": self.label, "boundaries": self.boundaries, "instance mask": self.instance,
-            "proposal boxes": self.boxes,
+            "label map": self.label, "boundaries": self.boundaries, "edits": self.edits,
+            "instance mask": self.instance, "proposal boxes": self.boxes,
         }
         for z, (name, item) in enumerate(self.items.items(), start=1):
             item.setZValue(z)
@@ -142,7 +143,7 @@ class Overlays:
         self.apply(name)
 
     def clear(self) -> None:
-        for item in (self.label, self.boundaries, self.instance):
+        for item in (self.label, self.boundaries, self.edits, self.instance):
             item.clear()
         self.boxes.set_boxes(np.zeros((0, 4), np.int64), np.zeros(0, bool), np.zeros(0, bool), (1, 1))
         self.boxes.set_selected(None)
