@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer
+from PySide6.QtCore import QPoint, Qt, QTimer
 from PySide6.QtTest import QTest
 
 from deconv_gui.core.synthetic import make_scene
@@ -21,15 +20,7 @@ from deconv_gui.io.label_maps import read_label_png
 WAIT_MS = 120_000  # generous: the CI machine may be loaded; nothing here is a timing assertion
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    cfg = tmp_path_factory.mktemp("cfg")
-    monkeypatch.setenv("DECONV_GUI_CONFIG_DIR", str(cfg))
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(cfg))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the app leaves a core for the GUI thread; so do the tests
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 @pytest.fixture(scope="module")
@@ -60,19 +51,6 @@ def open_and_wait(qtbot, window, path: Path):
     with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
         window.controller.open_paths([path])
     return window.controller.session
-
-
-@pytest.fixture(scope="module")
-def disc_ckpt(tiny_deconvnet_ckpt, tmp_path_factory) -> Path:
-    """The tiny DeconvNet with its class-1 ("disc") score raised, so proposals paint visible labels."""
-    from deconv_gui.io.checkpoints import load_checkpoint, save_checkpoint
-
-    state, meta = load_checkpoint(tiny_deconvnet_ckpt)
-    bias = [k for k, v in state.items() if k.endswith("bias") and v.shape == (meta.num_classes,)][-1]
-    state[bias][1] += 5.0
-    path = tmp_path_factory.mktemp("ckpt") / "disc.pt"
-    save_checkpoint(path, state, meta)
-    return path
 
 
 @pytest.fixture()
