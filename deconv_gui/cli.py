@@ -197,6 +197,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+#: The demo model was trained on synthetic scenes whose colours always hint the class (see its model card).
+DEMO_ANY_HUE_PROBABILITY = 0.0
 DEMO_SCENE = RESOURCES / "demo" / "scene.png"
 DEMO_WEIGHTS = RESOURCES / "weights" / "demo_synthetic.pt"
 
@@ -211,7 +213,7 @@ def ensure_demo_scene() -> Path:
         from PIL import Image
 
         with atomic_path(DEMO_SCENE) as tmp:
-            Image.fromarray(make_scene(2026, height=360, width=480).image).save(tmp)
+            Image.fromarray(make_scene(2026, height=360, width=480, any_hue_probability=DEMO_ANY_HUE_PROBABILITY).image).save(tmp)
     return DEMO_SCENE
 
 

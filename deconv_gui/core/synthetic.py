@@ -72,12 +72,14 @@ def make_scene(
     max_objects: int = 6,
     min_size: int | None = None,
     max_size: int | None = None,
+    any_hue_probability: float = _ANY_HUE_PROBABILITY,
 ) -> SyntheticScene:
     """Draw a deterministic synthetic scene (same ``seed`` and arguments → identical arrays).
 
     ``min_size`` / ``max_size`` bound each shape's diameter or side in pixels (defaults: 0.3 and 0.65 of the
     shorter image side). The scene holds between ``min_objects`` and ``max_objects`` visible instances
-    (layouts where occlusion hides too many shapes are redrawn).
+    (layouts where occlusion hides too many shapes are redrawn). ``any_hue_probability`` is the chance that a
+    shape ignores its class's preferred hue (0 = colour always hints the class: the easy "demo" variant).
     """
     if height < 8 or width < 8:
         raise ValueError(f"scene must be at least 8×8 pixels, got {height}×{width}")
@@ -93,20 +95,21 @@ def make_scene(
     background = _background(rng, height, width)
     for _ in range(_LAYOUT_ATTEMPTS):
         n = int(rng.integers(min_objects, max_objects + 1))
-        scene = _paint_shapes(rng, background, n, lo, hi)
+        scene = _paint_shapes(rng, background, n, lo, hi, any_hue_probability)
         if len(scene.classes) >= min_objects:
             return scene
     # Pathological sizes (huge shapes on a tiny canvas): shrink until the shapes fit side by side.
     while True:
         hi = max(4, hi // 2)
         lo = min(lo, hi)
-        scene = _paint_shapes(rng, background, min_objects, lo, hi)
+        scene = _paint_shapes(rng, background, min_objects, lo, hi, any_hue_probability)
         if len(scene.classes) >= min_objects or hi == 4:
             return scene
 
 
 def _paint_shapes(
-    rng: np.random.Generator, background: np.ndarray, n: int, lo: int, hi: int
+    rng: np.random.Generator, background: np.ndarray, n: int, lo: int, hi: int,
+    any_hue_probability: float = _ANY_HUE_PROBABILITY,
 ) -> SyntheticScene:
     """Paint ``n`` shapes over a copy of ``background`` (``(H, W, 3) float32``) and build the labels."""
     height, width = background.shape[:2]
@@ -122,7 +125,7 @@ def _paint_shapes(
         window, mask, (u, v) = _shape_mask(rng, cls, cy, cx, size, height, width)
         if not mask.any():
             continue
-        colour = _shape_colour(rng, cls, background[int(cy) % height, int(cx) % width])
+        colour = _shape_colour(rng, cls, background[int(cy) % height, int(cx) % width], any_hue_probability)
         texture = _texture(rng, u, v, size, colour)
         canvas[window][mask] = texture[mask]
         semantic[window][mask] = cls
@@ -208,11 +211,13 @@ def _shape_mask(
     return (slice(y0, y1), slice(x0, x1)), mask, (u, v)
 
 
-def _shape_colour(rng: np.random.Generator, cls: int, background_rgb: np.ndarray) -> np.ndarray:
+def _shape_colour(
+    rng: np.random.Generator, cls: int, background_rgb: np.ndarray, any_hue_probability: float = _ANY_HUE_PROBABILITY
+) -> np.ndarray:
     """``(3,) float32`` saturated base colour, hue loosely tied to ``cls``, far from the local background."""
     best, best_dist = np.zeros(3, np.float32), -1.0
     for _ in range(6):
-        if rng.random() < _ANY_HUE_PROBABILITY:
+        if rng.random() < any_hue_probability:
             hue = rng.random()
         else:
             hue = (_CLASS_HUES[cls] + rng.normal(0.0, 0.06)) % 1.0

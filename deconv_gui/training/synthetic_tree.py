@@ -49,8 +49,12 @@ def write_synthetic_tree(
     height: int = 240,
     width: int = 320,
     seed: int = 0,
+    any_hue_probability: float | None = None,
 ) -> Path:
-    """Write a synthetic dataset tree in ``layout`` (``voc | camvid | folder``) under ``root``; returns ``root``."""
+    """Write a synthetic dataset tree in ``layout`` (``voc | camvid | folder``) under ``root``; returns ``root``.
+
+    ``any_hue_probability`` is passed to :func:`~deconv_gui.core.synthetic.make_scene` (None = its default; 0 =
+    the easier scenes of the bundled demo model, whose colours always hint the class)."""
     if layout not in SYNTHETIC_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(SYNTHETIC_LAYOUTS)}")
     root = Path(root)
@@ -74,7 +78,8 @@ def write_synthetic_tree(
     for split, stems in splits.items():
         listing: list[str] = []
         for stem in stems:
-            scene = make_scene(seed * 1000 + k, height=height, width=width)
+            hue = {} if any_hue_probability is None else {"any_hue_probability": any_hue_probability}
+            scene = make_scene(seed * 1000 + k, height=height, width=width, **hue)
             k += 1
             if layout == "voc":
                 _save_image(root / "JPEGImages" / f"{stem}.jpg", scene.image)
