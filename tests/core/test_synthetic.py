@@ -93,3 +93,14 @@ def test_palette() -> None:
     pal = synthetic_palette()
     assert pal.shape == (256, 3) and pal.dtype == np.uint8
     assert len({tuple(c) for c in pal[: len(SYNTHETIC_CLASSES)]}) == len(SYNTHETIC_CLASSES)
+
+
+def test_any_hue_probability_changes_only_colours() -> None:
+    from deconv_gui.core.synthetic import make_scene
+
+    default = make_scene(11, height=120, width=160)
+    easy = make_scene(11, height=120, width=160, any_hue_probability=0.0)
+    hard = make_scene(11, height=120, width=160, any_hue_probability=1.0)
+    np.testing.assert_array_equal(default.semantic, easy.semantic)  # same layout: same random draws
+    np.testing.assert_array_equal(default.semantic, hard.semantic)
+    assert not np.array_equal(easy.image, hard.image)
