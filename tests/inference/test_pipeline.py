@@ -182,3 +182,19 @@ def test_chunk_bounds_are_even_and_cover_everything() -> None:
     bounds = chunk_bounds(17, 4)
     assert bounds[0][0] == 0 and bounds[-1][1] == 17
     assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+
+
+def test_auto_precision_uses_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:
+    import torch
+
+    from deconv_gui.inference import runner as runner_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runner_module, "cpu_has_native_bf16", lambda: True)
+    assert runner_module.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(runner_module, "cpu_has_native_bf16", lambda: False)
+    assert runner_module.resolve_precision("auto", cpu) == "fp32"
+    assert runner_module.resolve_precision("fp32", cpu) == "fp32"
+    assert runner_module.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    with pytest.raises(DeconvGuiError, match="unknown precision"):
+        runner_module.resolve_precision("int8", cpu)
