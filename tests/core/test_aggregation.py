@@ -90,3 +90,15 @@ def test_aggregation_from_an_initial_whole_image_map() -> None:
     np.testing.assert_array_equal(acc[0], np.full((3, 3), 2.0))
     np.testing.assert_array_equal(acc[1], [[4, 4, -3], [4, 4, -3], [-3, -3, -3]])
     assert initial[1, 0, 0] == -3.0  # the caller's map is not modified
+
+
+def test_two_tap_resize_equals_the_interpolation_matrices() -> None:
+    from deconv_gui.core.aggregation import bilinear_weights
+
+    rng = np.random.default_rng(4)
+    scores = rng.standard_normal((3, 17, 13)).astype(np.float32)
+    box = (-5, 2, 30, 40)  # partly outside a 30×25 image
+    patch, (rows, cols) = resize_to_box(scores, box, (30, 25))
+    wy = bilinear_weights(38, 17, rows.start - 2, rows.stop - 2)
+    wx = bilinear_weights(35, 13, cols.start + 5, cols.stop + 5)
+    np.testing.assert_allclose(patch, np.einsum("yh,chw,xw->cyx", wy, scores, wx), rtol=1e-5, atol=1e-5)
