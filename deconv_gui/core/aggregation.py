@@ -27,14 +27,9 @@ def bilinear_weights(out_len: int, in_len: int, start: int = 0, stop: int | None
     Output sample ``j`` reads input coordinate ``(j + 0.5) * in_len / out_len - 0.5``, clamped to the edges.
     Returns ``(stop - start, in_len)`` float32.
     """
-    stop = out_len if stop is None else stop
-    j = np.arange(start, stop, dtype=np.float64)
-    src = np.clip((j + 0.5) * (in_len / out_len) - 0.5, 0.0, in_len - 1)
-    lo = np.floor(src).astype(np.int64)
-    hi = np.minimum(lo + 1, in_len - 1)
-    frac = (src - lo).astype(np.float32)
-    w = np.zeros((len(j), in_len), np.float32)
-    rows = np.arange(len(j))
+    lo, hi, frac = bilinear_taps(out_len, in_len, start, stop)
+    w = np.zeros((len(lo), in_len), np.float32)
+    rows = np.arange(len(lo))
     np.add.at(w, (rows, lo), 1.0 - frac)
     np.add.at(w, (rows, hi), frac)
     return w
@@ -86,6 +81,20 @@ def resize_to_box(scores: np.ndarray, box: Sequence[int], image_hw: tuple[int, i
     return patch, (img_rows, img_cols)
 
 
+def accumulate_instance(acc: np.ndarray, scores: np.ndarray, box: Sequence[int], mode: AggregationMode) -> None:
+    """Fold one proposal's ``(C, S, S)`` raw scores into ``acc`` ``(C, H, W)`` float32 **in place**, resized to its
+    integer ``box``: per-pixel maximum (``"max"``, Eq. 1) or sum of the positive scores (``"sum"``, Eq. 2)."""
+    pasted = resize_to_box(scores, box, acc.shape[1:])
+    if pasted is None:
+        return
+    patch, (rows, cols) = pasted
+    region = acc[:, rows, cols]  # slices → a view: the updates land in acc
+    if mode == "max":
+        np.maximum(region, patch, out=region)
+    else:
+        region += np.maximum(patch, 0.0)
+
+
 def aggregate_instances(
     instance_scores: np.ndarray | Sequence[np.ndarray],
     boxes: np.ndarray,
@@ -114,18 +123,8 @@ def aggregate_instances(
     else:
         acc = np.zeros((max(num_classes, 1), h, w), np.float32)
     for i in range(n):
-        if include is not None and not include[i]:
-            continue
-        pasted = resize_to_box(np.asarray(instance_scores[i]), boxes[i], image_hw)
-        if pasted is None:
-            continue
-        patch, (rows, cols) = pasted
-        region = acc[:, rows, cols]
-        if mode == "max":
-            np.maximum(region, patch, out=region)
-        else:
-            region += np.maximum(patch, 0.0)
-        acc[:, rows, cols] = region
+        if include is None or include[i]:
+            accumulate_instance(acc, np.asarray(instance_scores[i]), boxes[i], mode)
     return acc
 
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from deconv_gui.core.aggregation import (
     AggregationMode,
+    accumulate_instance,
     aggregate_instances,
     label_map,
-    resize_to_box,
     softmax,
 )
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
@@ -155,16 +155,7 @@ class Segmenter:
             for j, i in enumerate(range(start, stop)):
                 if cache is not None:
                     cache[i] = scores[j]
-                pasted = resize_to_box(scores[j], boxes[i], (h, w))
-                if pasted is None:
-                    continue
-                patch, (rows, cols) = pasted
-                region = acc[:, rows, cols]
-                if aggregation == "max":
-                    np.maximum(region, patch, out=region)
-                else:
-                    region += np.maximum(patch, 0.0)
-                acc[:, rows, cols] = region
+                accumulate_instance(acc, scores[j], boxes[i], aggregation)
             progress(stop, n, "crops")
         return acc, cache
 

@@ -158,11 +158,10 @@ class ModelRunner:
         size for DeconvNet, whose fc6 needs a 7×7 map) and the scores are cropped back — like the original FCN
         pass, which padded to 500×500.
         """
+        from deconv_gui.models.registry import whole_image_size
+
         h, w = image.shape[:2]
-        multiple = 32
-        min_side = int(self.meta.input_size) if self.architecture == "deconvnet" else multiple
-        ph = max(-(-h // multiple) * multiple, min_side)
-        pw = max(-(-w // multiple) * multiple, min_side)
+        ph, pw = whole_image_size(self.architecture, h, w)
         padded = np.zeros((ph, pw, 3), np.uint8)
         padded[:h, :w] = image
         out = self.forward_batch(padded[None])[0, :, :h, :w]

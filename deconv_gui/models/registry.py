@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from deconv_gui.core.errors import CheckpointError
 from deconv_gui.io.checkpoints import ModelMeta, load_checkpoint
+from deconv_gui.models.deconvnet import MIN_INPUT_SIZE as DECONVNET_MIN_INPUT
 from deconv_gui.models.deconvnet import deconvnet
 from deconv_gui.models.fcn import fcn8s
 from deconv_gui.models.linknet import linknet
@@ -52,6 +53,14 @@ def input_multiple(name: str) -> int:
     """Whole images fed to model ``name`` should have sides that are multiples of this (pad, then crop back)."""
     _builder(name)
     return _INPUT_MULTIPLE
+
+
+def whole_image_size(name: str, height: int, width: int) -> tuple[int, int]:
+    """The ``(H, W)`` to zero-pad a ``height × width`` whole image to (bottom/right) before model ``name``: the
+    next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map."""
+    multiple = input_multiple(name)
+    min_side = DECONVNET_MIN_INPUT if name == "deconvnet" else multiple
+    return max(-(-height // multiple) * multiple, min_side), max(-(-width // multiple) * multiple, min_side)
 
 
 def _state_mismatches(model: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:

@@ -23,13 +23,14 @@ from typing import Any, get_type_hints
 import yaml
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.models.registry import MODEL_BUILDERS
 
 try:  # Python ≥ 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10: YAML only
     tomllib = None  # type: ignore[assignment]
 
-ARCHITECTURES = ("deconvnet", "fcn8s", "pspnet", "linknet")
+ARCHITECTURES = tuple(MODEL_BUILDERS)
 STAGES = ("stage1", "stage2", "whole")
 FORMATS = ("camvid", "voc", "folder")
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -18,11 +18,9 @@ from torch import nn
 
 from deconv_gui.core.metrics import ConfusionMatrix
 from deconv_gui.io.checkpoints import ModelMeta
+from deconv_gui.models.registry import whole_image_size
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.distributed import DistInfo, sum_tensor
-
-PAD_MULTIPLE = 32
-DECONVNET_MIN_SIDE = 224
 
 
 class Normalizer:
@@ -43,9 +41,7 @@ class Normalizer:
 def padded_forward(model: nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
     """Raw scores ``(B, C, H, W)`` for normalised ``x`` ``(B, 3, H, W)``, padding to the network's needs."""
     h, w = x.shape[-2:]
-    min_side = DECONVNET_MIN_SIDE if arch == "deconvnet" else PAD_MULTIPLE
-    ph = max(math.ceil(h / PAD_MULTIPLE) * PAD_MULTIPLE, min_side)
-    pw = max(math.ceil(w / PAD_MULTIPLE) * PAD_MULTIPLE, min_side)
+    ph, pw = whole_image_size(arch, h, w)
     if (ph, pw) != (h, w):
         x = F.pad(x, (0, pw - w, 0, ph - h))  # zeros after normalisation ≈ mean-coloured padding
     return model(x)["out"][..., :h, :w]

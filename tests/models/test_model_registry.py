@@ -98,3 +98,12 @@ def test_weights_that_do_not_fit_the_architecture_are_named(tmp_path: Path) -> N
     save_checkpoint(path, state, _meta("linknet", 0.125))
     with pytest.raises(CheckpointError, match="missing classifier.bias; unexpected extra.weight"):
         model_from_checkpoint(path)
+
+
+def test_whole_image_size_pads_to_multiples_and_deconvnet_minimum() -> None:
+    from deconv_gui.models.registry import whole_image_size
+
+    assert whole_image_size("fcn8s", 360, 480) == (384, 480)
+    assert whole_image_size("linknet", 100, 65) == (128, 96)
+    assert whole_image_size("deconvnet", 100, 480) == (224, 480)  # fc6 needs a 7×7 map: ≥ 224
+    assert whole_image_size("deconvnet", 360, 481) == (384, 512)
