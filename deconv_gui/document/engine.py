@@ -80,8 +80,6 @@ class Rendered:
     raw: SegmentationResult | None = None
     summaries: list[ProposalSummary] | None = None
     image: np.ndarray | None = None
-    class_counts: np.ndarray | None = None
-    """``(C,)`` int64 pixels per class in ``shown.label`` (the legend's areas)."""
     layers: Any = None
     """The UI's images of ``label_rgb``/``boundary_rgba``, prepared on the worker (opaque here)."""
     display: Any = None
@@ -96,8 +94,7 @@ def render(path: Path, shown: SegmentationResult) -> Rendered:
     edges = class_boundaries(shown.label)
     boundary = np.zeros((*edges.shape, 4), np.uint8)
     boundary[edges] = BOUNDARY_RGBA
-    counts = np.bincount(shown.label.ravel(), minlength=len(shown.class_names))
-    return Rendered(path, shown, label_rgb, boundary, class_counts=counts)
+    return Rendered(path, shown, label_rgb, boundary)
 
 
 def _palette256(palette: np.ndarray) -> np.ndarray:

@@ -149,6 +149,16 @@ class ImageSession:
             return None
         return layer.composite(self.shown.label if self.shown is not None else None)
 
+    def class_areas(self) -> np.ndarray | None:
+        """``(C,) int64`` pixels per class in what the user sees: the shown label map with the hand edits on top
+        (void pixels counted nowhere); None before a result."""
+        if self.shown is None:
+            return None
+        edited = self.edited_label()
+        label = edited if edited is not None else self.shown.label
+        num_classes = len(self.shown.class_names)
+        return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.int64)
+
     def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
         """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
         old = self.user_include

@@ -66,6 +66,7 @@ class MainWindow(QMainWindow):
         self.layers = LayersPanel(self.canvas.overlays)
         self.legend = Legend()
         self.annotator = Annotator(c, self.canvas, self)
+        self.annotator.history_changed.connect(lambda *_: self._show_legend())
         self.annotate = AnnotationPanel()
         self.training = TrainingPanel(self) if TrainingPanel is not None else None
         self.actions_, self.menus = build_menus(self)
@@ -189,9 +190,15 @@ class MainWindow(QMainWindow):
         self.canvas.overlays.show_result(out.layers, shown.boxes, shown.include, shown.from_user, shown.image_hw)
         self.proposals.set_proposals(session.summaries, session.user_include, shown.include,
                                      self.controller.choices.top_n)
-        self.legend.set_classes(shown.class_names, shown.palette, out.class_counts)
+        self._show_legend()
         self.controls.set_device_in_use(shown.device or self.controller.engine.describe())
         self._show_selection(session.selected)
+
+    def _show_legend(self) -> None:
+        """Class areas of what is on screen: the label map with the user's edits (refreshed after every edit)."""
+        s = self.controller.session
+        if s is not None and s.shown is not None:
+            self.legend.set_classes(s.shown.class_names, s.shown.palette, s.class_areas())
 
     def _show_selection(self, index: int | None) -> None:
         session = self.controller.session

@@ -105,3 +105,23 @@ def test_class_boundaries_marks_both_sides_of_a_border():
     edges = class_boundaries(label)
     assert edges[:, 2].all() and edges[:, 3].all()
     assert not edges[:, [0, 1, 4, 5]].any()
+
+
+def test_class_areas_count_the_edits_and_not_void(segmented, tmp_path):
+    from deconv_gui.document.annotation import AnnotationLayer
+
+    image, result = segmented
+    s = ImageSession(tmp_path / "a.png", image)
+    assert s.class_areas() is None
+    s.set_result(result)
+    num = len(result.class_names)
+    np.testing.assert_array_equal(s.class_areas(), np.bincount(result.label.ravel(), minlength=num))
+    s.annotation = AnnotationLayer(image.shape[:2])
+    s.annotation.paint_mask(np.ones((10, 20), bool), (0, 0), 1)  # 200 px of class 1
+    s.annotation.paint_mask(np.ones((5, 4), bool), (30, 50), 255)  # 20 px of void
+    edited = result.label.copy()
+    edited[:10, :20] = 1
+    edited[50:55, 30:34] = 255
+    expected = np.bincount(edited.ravel(), minlength=256)[:num]
+    np.testing.assert_array_equal(s.class_areas(), expected)
+    assert s.class_areas().sum() == image.shape[0] * image.shape[1] - 20

@@ -72,6 +72,17 @@ def export_palette(qtbot, window, out: Path, monkeypatch) -> np.ndarray:
     return read_label_png(out / "scene.png")
 
 
+def share(label: np.ndarray, class_id: int) -> str:
+    """The legend's text for ``class_id``'s area in ``label`` (void pixels not counted)."""
+    count = int((label == class_id).sum())
+    return f"({100.0 * count / int((label != 255).sum()):.1f} %)" if count else ""
+
+
+def legend_share(window, class_id: int) -> str:
+    text = window.legend.item(class_id).text()
+    return text[text.index("("):] if "(" in text else ""
+
+
 def test_every_paint_tool_by_mouse_then_export_and_undo(qtbot, disc_ckpt, scene_png, tmp_path, monkeypatch):
     window = open_window(qtbot, disc_ckpt, scene_png)
     s, ann, canvas = window.controller.session, window.annotator, window.canvas
@@ -130,8 +141,11 @@ def test_every_paint_tool_by_mouse_then_export_and_undo(qtbot, disc_ckpt, scene_
     label = export_palette(qtbot, window, tmp_path / "out", monkeypatch)
     assert (label[60:90, 120:150] == prediction[60:90, 120:150]).all() and label[30, 100] == 255
     assert window.annotate.redo.isEnabled()
+    undone = share(s.annotation.composite(prediction), 4)
+    assert legend_share(window, 4) == undone  # the legend's areas follow the edits
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert (s.annotation.composite(prediction)[60:90, 120:150] == 4).all()
+    assert legend_share(window, 4) == share(s.annotation.composite(prediction), 4) != undone
     # re-running the model keeps the edits on top
     with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
         window.controller.segment()
