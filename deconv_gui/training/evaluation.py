@@ -1,8 +1,8 @@
 """Validation during training: whole-image forward passes scored with a :class:`ConfusionMatrix`.
 
 ``val_mode = whole`` (default): every architecture is evaluated on whole images (DeconvNet too: it is fully
-convolutional for sides that are multiples of 32 and ≥ 224). Images are zero-padded at the bottom/right like
-``inference/runner.py`` does and the scores cropped back. ``val_mode = instances`` scores DeconvNet's real
+convolutional for sides that are multiples of 32 and ≥ 224). Images are padded with black at the bottom/right
+like training crops and ``inference/runner.py`` and the scores cropped back. ``val_mode = instances`` scores DeconvNet's real
 proposal-wise pipeline through an :data:`InstanceLabelerFactory` handed in from above (:func:`evaluate_labeler`). Under DDP each rank scores every ``world_size``-th image and the matrices are summed.
 """
 
@@ -38,13 +38,15 @@ class Normalizer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def padded_forward(model: nn.Module, x: torch.Tensor, arch: str) -> torch.Tensor:
-    """Raw scores ``(B, C, H, W)`` for normalised ``x`` ``(B, 3, H, W)``, padding to the network's needs."""
-    h, w = x.shape[-2:]
+def padded_forward(model: nn.Module, images: torch.Tensor, arch: str, normalize: Normalizer) -> torch.Tensor:
+    """Raw scores ``(B, C, H, W)`` for uint8 ``images`` ``(B, 3, H, W)``, padded at the bottom/right to the
+    network's needs with black pixels *before* normalisation — as training crops and ``inference/runner.py``
+    pad — and cropped back."""
+    h, w = images.shape[-2:]
     ph, pw = whole_image_size(arch, h, w)
     if (ph, pw) != (h, w):
-        x = F.pad(x, (0, pw - w, 0, ph - h))  # zeros after normalisation ≈ mean-coloured padding
-    return model(x)["out"][..., :h, :w]
+        images = F.pad(images, (0, pw - w, 0, ph - h))
+    return model(normalize(images))["out"][..., :h, :w]
 
 
 @torch.no_grad()
@@ -63,7 +65,7 @@ def evaluate_whole(model: nn.Module, images: torch.utils.data.Dataset, *, arch: 
     for i in range(dist_info.rank, n, dist_info.world_size):
         image, label = images[i]
         with autocast():
-            scores = padded_forward(model, normalize(image[None]), arch)
+            scores = padded_forward(model, image[None], arch, normalize)
         pred = scores[0].float().argmax(0).cpu().numpy().astype(np.int64)
         cm.update(label.numpy(), pred)
     if dist_info.enabled:

@@ -1,0 +1,91 @@
+"""The README's CamVid val table: runs ``deconv-gui evaluate`` once per row (exactly the command a user runs) and
+prints a Markdown table of per-class IoU, mIoU, pixel accuracy and wall time.
+
+    .venv/bin/python bench/camvid_table.py --data ../shared/data/camvid
+    .venv/bin/python bench/camvid_table.py --data ../shared/data/camvid --rows deconvnet \\
+        --compare "whole-image only=runs/w/best.pt" --compare "+ stage 1=runs/s1/final.pt"
+
+Rows (``--rows``, default all): ``deconvnet`` (instance-wise, ``--ensemble off``), ``deconvnet_crf``, ``fcn``,
+``fcn_crf``, ``ensemble`` (EDeconvNet, mean), ``ensemble_crf``, ``whole`` (DeconvNet's whole-image pass).
+``--compare LABEL=CKPT`` adds an instance-wise DeconvNet row per checkpoint (the stage comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "resources" / "weights"
+SHORT = {"Building": "Bldg", "Pavement": "Pave", "SignSymbol": "Sign", "Pedestrian": "Ped", "Bicyclist": "Bike"}
+
+
+def evaluate(data: str, weights: Path, extra: list[str], limit: int) -> tuple[dict[str, float], float, float, float]:
+    """Run ``deconv-gui evaluate``; returns ``({class: IoU %}, mIoU %, pixel acc %, seconds)``."""
+    cmd = [sys.executable, "-m", "deconv_gui.cli", "evaluate", "--data", data, "--format", "camvid",
+           "--weights", str(weights), *extra]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    seconds = time.perf_counter() - t0
+    ious: dict[str, float] = {}
+    miou = pixel = float("nan")
+    for line in out.splitlines():
+        m = re.match(r"^(\S.*?)\s+(-?[\d.]+|n/a)(?:\s+(-?[\d.]+|n/a))?$", line.strip())
+        if not m or m.group(1) == "class":
+            continue
+        name, value = m.group(1), float(m.group(2)) if m.group(2) != "n/a" else float("nan")
+        if name == "mIoU":
+            miou = value
+        elif name == "pixel acc":
+            pixel = value
+        elif name != "mean class acc" and m.group(3) is not None:
+            ious[name] = value
+    return ious, miou, pixel, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="CamVid root (SegNet layout)")
+    parser.add_argument("--deconvnet", type=Path, default=WEIGHTS / "camvid_deconvnet.pt")
+    parser.add_argument("--fcn", type=Path, default=WEIGHTS / "camvid_fcn8s.pt")
+    parser.add_argument("--rows", default="deconvnet,deconvnet_crf,fcn,fcn_crf,ensemble,ensemble_crf,whole")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=CKPT")
+    parser.add_argument("--limit", type=int, default=0, help="first N val images only (0 = all 101)")
+    args = parser.parse_args()
+
+    dn, fcn, partner = args.deconvnet, args.fcn, ["--partner", str(args.fcn), "--ensemble", "mean"]
+    catalogue = {
+        "deconvnet": ("DeconvNet (instance-wise)", dn, ["--ensemble", "off"]),
+        "deconvnet_crf": ("DeconvNet + CRF", dn, ["--ensemble", "off", "--crf"]),
+        "fcn": ("FCN-8s", fcn, []),
+        "fcn_crf": ("FCN-8s + CRF", fcn, ["--crf"]),
+        "ensemble": ("EDeconvNet (mean ensemble)", dn, partner),
+        "ensemble_crf": ("EDeconvNet + CRF", dn, [*partner, "--crf"]),
+        "whole": ("DeconvNet, whole-image pass", dn, ["--mode", "whole"]),
+    }
+    rows = [catalogue[name] for name in args.rows.split(",") if name]
+    for spec in args.compare:
+        label, _, ckpt = spec.partition("=")
+        rows.append((label, Path(ckpt), ["--ensemble", "off"]))
+
+    header_done = False
+    for label, weights, extra in rows:
+        ious, miou, pixel, seconds = evaluate(args.data, weights, extra, args.limit)
+        if not header_done:
+            names = [SHORT.get(n, n) for n in ious]
+            print("| model | " + " | ".join(names) + " | **mIoU** | pixel acc | s / run |")
+            print("|---" * (len(names) + 4) + "|")
+            header_done = True
+        cells = " | ".join(f"{v:.2f}" for v in ious.values())
+        print(f"| {label} | {cells} | **{miou:.2f}** | {pixel:.2f} | {seconds:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
