@@ -35,13 +35,14 @@ def box_areas(boxes: BoxArray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
-def enlarge_boxes(boxes: BoxArray, factor: float) -> BoxArray:
-    """Scale each box's width and height by ``factor`` about its centre (×1.2 context in the paper)."""
+def enlarge_boxes(boxes: BoxArray, factor: float, min_side: float = 0.0) -> BoxArray:
+    """Scale each box's width and height by ``factor`` about its centre (×1.2 context in the paper), then grow
+    any side shorter than ``min_side`` to ``min_side``, still about the centre (0 = no minimum)."""
     b = as_boxes(boxes)
     cx = (b[:, 0] + b[:, 2]) / 2.0
     cy = (b[:, 1] + b[:, 3]) / 2.0
-    hw = (b[:, 2] - b[:, 0]) * factor / 2.0
-    hh = (b[:, 3] - b[:, 1]) * factor / 2.0
+    hw = np.maximum((b[:, 2] - b[:, 0]) * factor, min_side) / 2.0
+    hh = np.maximum((b[:, 3] - b[:, 1]) * factor, min_side) / 2.0
     return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
 
 

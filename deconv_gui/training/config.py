@@ -92,6 +92,7 @@ class TrainConfig:
     resize: int = 250  # instance stages: window resized to resize² then a random crop_size² crop
     crop_size: int = 224
     context: float = 1.2
+    min_window: float = 0.0  # instance stages: windows grown to at least this many pixels a side (0 = paper)
     iou_threshold: float = 0.5  # stage 2: proposals with best IoU ≥ this against a GT box
     balance: bool = True  # stage 2: class-balanced oversampling
     stage2_samples_per_epoch: int = 0  # 0 = as many as there are windows
@@ -135,6 +136,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise DeconvGuiError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 <= self.min_window < 10_000:
+            raise DeconvGuiError(f"min_window must be ≥ 0 pixels, got {self.min_window}")
         if self.width <= 0 or self.lr <= 0 or not math.isfinite(self.lr):
             raise DeconvGuiError(f"width and lr must be > 0 (width {self.width}, lr {self.lr})")
         if min(self.crop) < 1 or self.crop_size > self.resize:

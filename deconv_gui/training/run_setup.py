@@ -65,14 +65,15 @@ def train_samples(cfg: TrainConfig, ds: SegmentationDataset) -> Dataset:
         return samples.WholeImageSamples(ds, crop=tuple(cfg.crop), scale=tuple(cfg.scale), rotate=cfg.rotate,
                                          flip=cfg.flip, seed=cfg.seed)
     if cfg.stage == "stage1":
-        return samples.Stage1Crops(ds, resize=cfg.resize, crop=cfg.crop_size, context=cfg.context, flip=cfg.flip,
-                                   seed=cfg.seed)
+        return samples.Stage1Crops(ds, resize=cfg.resize, crop=cfg.crop_size, context=cfg.context,
+                                   min_window=cfg.min_window, flip=cfg.flip, seed=cfg.seed)
     from deconv_gui.proposals.edge_boxes import EdgeBoxConfig
     from deconv_gui.training.proposal_cache import ProposalCache
 
     cache = ProposalCache(proposal_cache_dir(cfg, ds),
                           EdgeBoxConfig(top_n=cfg.proposal_top_n, min_side=cfg.proposal_min_side))
-    return samples.Stage2Crops(ds, cache, iou_threshold=cfg.iou_threshold, context=cfg.context, resize=cfg.resize,
+    return samples.Stage2Crops(ds, cache, iou_threshold=cfg.iou_threshold, context=cfg.context,
+                               min_window=cfg.min_window, resize=cfg.resize,
                                crop=cfg.crop_size, flip=cfg.flip, balance=cfg.balance, seed=cfg.seed,
                                samples_per_epoch=cfg.stage2_samples_per_epoch or None)
 

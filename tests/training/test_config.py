@@ -73,6 +73,8 @@ def test_check_rejects_impossible_settings() -> None:
         TrainConfig(data="x", crop=(128, 128)).check()
     with pytest.raises(DeconvGuiError, match="stage1"):
         TrainConfig(data="x", arch="fcn8s", stage="stage1").check()
+    with pytest.raises(DeconvGuiError, match="min_window"):
+        TrainConfig(data="x", min_window=-1).check()
     with pytest.raises(DeconvGuiError, match="--data"):
         TrainConfig().check()
 

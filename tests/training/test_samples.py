@@ -154,6 +154,21 @@ def test_stage1_window_past_the_border_is_void(tmp_path: Path) -> None:
     assert torch.all(label[30:210, 40:200] == 1)
 
 
+def test_stage1_min_window_grows_small_boxes_about_their_centre(tmp_path: Path) -> None:
+    ds, _ = _border_dataset(tmp_path, ["background", "a", "b", "c"])
+    inst = ds[0].instances[1]  # class 2: x 20..30, y 22..38 → ×1.2: 12 × 19.2 px, centre (25, 30)
+    crops = Stage1Crops(ds, resize=240, crop=240, flip=False, min_window=48, progress=False)
+    np.testing.assert_allclose(enlarge_boxes(inst.box[None], 1.2, 48)[0], [1, 6, 49, 54])
+    _, label = crops[1]
+    # 48 px → 240: the object (10 × 16 px) fills the middle 50 × 80 output pixels, the rest is background
+    ys, xs = np.nonzero(label.numpy() == 2)
+    assert 45 <= xs.max() - xs.min() + 1 <= 55 and 75 <= ys.max() - ys.min() + 1 <= 85
+    assert abs(xs.mean() - 120) < 3 and abs(ys.mean() - 120) < 3
+    plain = Stage1Crops(ds, resize=240, crop=240, flip=False, progress=False)[1][1]
+    assert (plain.numpy() == 2).mean() > 0.6  # without a minimum the object fills the window
+    np.testing.assert_allclose(enlarge_boxes(inst.box[None], 1.2, 5)[0], enlarge_boxes(inst.box[None], 1.2)[0])
+
+
 def test_stage1_without_background_keeps_stuff_and_ignores_other_things(tmp_path: Path) -> None:
     ds, label = _border_dataset(tmp_path, ["sky", "a", "b", "c"])
     assert ds.thing_classes == (0, 1, 2, 3)  # no "background" class and no things.txt: every class is a thing
@@ -212,6 +227,17 @@ def test_stage2_windows_overlap_ground_truth_and_label_all_classes(folder_ds) ->
                                                                              expect_img)
     # all classes: some window shows two or more object classes (stage 1 would have blanked the others)
     assert max(len(set(crops[n][1].unique().tolist()) - {0, 255}) for n in range(len(crops))) >= 2
+
+
+def test_stage2_min_window(folder_ds) -> None:  # noqa: ANN001
+    given = {i: folder_ds.instance_boxes(i)[0] for i in range(len(folder_ds))}
+    small = Stage2Crops(folder_ds, _GivenProposals(given), resize=64, crop=64, balance=False, progress=False)
+    grown = Stage2Crops(folder_ds, _GivenProposals(given), resize=64, crop=64, balance=False, progress=False,
+                        min_window=60)
+    sides = grown.windows[:, 2:] - grown.windows[:, :2]
+    assert sides.min() >= 59 and (small.windows[:, 2:] - small.windows[:, :2]).min() < 59
+    centres = (grown.windows[:, :2] + grown.windows[:, 2:]) / 2 - (small.windows[:, :2] + small.windows[:, 2:]) / 2
+    assert np.abs(centres).max() <= 1.0
 
 
 def test_stage2_balance_oversamples_the_rare_class(tmp_path: Path) -> None:
