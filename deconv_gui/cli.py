@@ -235,13 +235,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's InstanceLabelerFactory
-    """``deconv-gui train --set val_mode=instances``: validate with the real proposal-wise pipeline."""
+    """``deconv-gui train --set val_mode=instances``: validate with the real proposal-wise pipeline.
+
+    The runner gets a copy of the training model: it rewrites its model in place (BatchNorm folded, fc7 and
+    fc6-deconv as GEMM buffers), which on the training model itself would freeze those layers and change the
+    checkpoints' keys."""
+    import copy
+
     from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
     from deconv_gui.inference.runner import ModelRunner, RunnerOptions
     from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
 
-    runner = ModelRunner(model, meta, RunnerOptions(device=str(device), precision="fp32", fuse_bn=False,
-                                                    channels_last=False))  # the training model: no in-place fusing
+    runner = ModelRunner(copy.deepcopy(model), meta, RunnerOptions(device=str(device), precision="fp32",
+                                                                   channels_last=False))
     segmenter = Segmenter(runner, proposer=EdgeBoxProposer(EdgeBoxConfig()),
                           options=PipelineOptions(mode="instances", keep_instance_scores=False))
     return lambda image: segmenter.segment(image).label

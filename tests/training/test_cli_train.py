@@ -60,3 +60,37 @@ def test_run_dir_reuse_and_resume_rules(tree: Path, tmp_path: Path, capsys: pyte
     assert "cannot change lr" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--iterations", "2"]) == 0
     assert "finished 2 iterations" in capsys.readouterr().out
+
+
+def test_instance_wise_validation_leaves_the_trained_model_alone(tmp_path: Path) -> None:
+    """val_mode=instances runs the real pipeline on a copy of the model: the run's layers stay trainable and its
+    checkpoints keep the architecture's keys (the runner's in-place GEMM rewrite once froze fc7/fc6-deconv and
+    renamed their keys in best.pt, final.pt and state.pt)."""
+    import numpy as np
+    import torch
+
+    from deconv_gui.cli import _instance_labeler
+    from deconv_gui.io.checkpoints import ModelMeta
+    from deconv_gui.models.registry import build_model, model_from_checkpoint
+    from deconv_gui.training.synthetic_tree import write_synthetic_tree
+
+    model = build_model("deconvnet", num_classes=3, width=0.0625)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    meta = ModelMeta(architecture="deconvnet", width=0.0625, num_classes=3, class_names=["background", "a", "b"],
+                     palette=[[0, 0, 0], [255, 0, 0], [0, 255, 0]], mean=[0.5] * 3, std=[0.25] * 3)
+    label = _instance_labeler(model, meta, torch.device("cpu"))(np.zeros((120, 160, 3), np.uint8))
+    assert label.shape == (120, 160)
+    after = model.state_dict()
+    assert set(after) == set(before) and all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters()) and model.fc7 is not None
+
+    data = write_synthetic_tree(tmp_path / "data", "folder", n_train=3, n_val=1, height=120, width=160, seed=2)
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--format", "folder", "--arch", "deconvnet", "--width", "0.0625",
+                 "--stage", "stage1", "--iterations", "2", "--batch-size", "2", "--val-every", "1",
+                 "--checkpoint-every", "2", "--run-dir", str(run), "--set", "val_mode=instances"])
+    assert code == 0
+    for name in ("best.pt", "final.pt"):
+        model_from_checkpoint(str(run / name))  # loads: the architecture's own keys
+    keys = set(torch.load(run / "state.pt", weights_only=True)["model"])
+    assert keys == set(build_model("deconvnet", num_classes=6, width=0.0625).state_dict())
