@@ -11,7 +11,8 @@ Formats (:data:`FORMATS`) and the files each writes into ``out_dir`` for an imag
 - ``coco``: ``<stem>_coco.json``, a COCO instance-segmentation file with RLE masks; a folder export writes one
   ``coco.json`` for all its images instead.
 
-Instances are the included proposals whose own mask is non-empty (:meth:`SegmentationResult.instance_mask`).
+Instances are the included proposals whose own mask is non-empty (:meth:`SegmentationResult.instance_mask`),
+trimmed to and extended by the hand edits (:func:`instance_records`).
 Without proposals (whole-image mode, or a run that kept no per-instance maps) they are the connected components
 of each non-background class of the label map.
 
@@ -26,6 +27,7 @@ import os
 from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
@@ -112,15 +114,27 @@ def instance_records(
 ) -> list[InstanceRecord]:
     """The instances of ``result``: included proposals with a non-empty own mask, else label components.
 
-    ``label`` (``(H, W)`` ints, default ``result.label``) is only used for connected components; their
-    ``score`` is the mean probability of their class over their pixels.
+    ``label`` (``(H, W)`` ints, default ``result.label``): the label map as exported, hand edits included. Where
+    it differs from ``result.label``, a proposal's mask loses the pixels painted another class (one with no
+    pixel of its class left is dropped), and the painted pixels no instance of their class covers become instances too:
+    each such region joins the instance of its class it touches, or stands alone as ``source`` "edit" (score
+    1.0). Without proposals, instances are the connected components of ``label``; their ``score`` is the mean
+    probability of their class over their pixels.
     """
+    label = result.label if label is None else _check_label(label, result)
+    names = result.class_names
+    classes = [c for c in range(len(names)) if not is_background(c, names)]
     if result.mode == "instances" and result.instance_scores is not None:
+        painted = label != result.label
         records = []
         for i in range(result.num_proposals):
             if not result.include[i]:
                 continue
             mask, cls, prob = result.instance_mask(i)
+            if painted.any():
+                mask &= ~painted | (label == cls)
+                if not (mask & (label == cls)).any():
+                    continue  # painted over: none of its pixels shows its class any more
             if not mask.any():
                 continue
             records.append(InstanceRecord(
@@ -128,17 +142,40 @@ def instance_records(
                 source="user_box" if result.from_user[i] else "proposal",
                 box=tuple(float(v) for v in result.boxes[i]), objectness=float(result.proposal_scores[i]),
             ))
+        if painted.any():
+            records += _painted_regions(records, label, painted, classes, result.num_proposals, min_area)
         return records
     if result.mode == "instances" and result.num_proposals:
         log.info("the run kept no per-proposal maps: exporting connected components of the label map instead")
-    label = result.label if label is None else _check_label(label, result)
-    names = result.class_names
-    classes = [c for c in range(len(names)) if not is_background(c, names)]
     records = []
     for k, (cls, mask) in enumerate(label_components(label, classes, min_area=min_area)):
         records.append(InstanceRecord(mask=mask, class_id=cls, score=_mean_probability(result, cls, mask),
                                       index=k, source="component"))
     return records
+
+
+def _painted_regions(
+    records: list[InstanceRecord], label: np.ndarray, painted: np.ndarray, classes: Sequence[int],
+    first_index: int, min_area: int,
+) -> list[InstanceRecord]:
+    """Hand-painted pixels of ``classes`` that no record of their class covers: each 8-connected region is added
+    to the first record of its class it touches (``records`` are updated in place), else returned as a new
+    ``"edit"`` record numbered from ``first_index``."""
+    covered = np.zeros(label.shape, bool)
+    for rec in records:
+        covered |= rec.mask & (label == rec.class_id)
+    loose = np.where(painted & ~covered, label.astype(np.int64), -1)
+    kernel = np.ones((3, 3), np.uint8)
+    added: list[InstanceRecord] = []
+    for cls, region in label_components(loose, classes, min_area=1):
+        grown = cv2.dilate(region.astype(np.uint8), kernel).astype(bool)
+        host = next((r for r in records if r.class_id == cls and (r.mask & grown).any()), None)
+        if host is not None:
+            np.logical_or(host.mask, region, out=host.mask)
+        elif region.sum() >= min_area:
+            added.append(InstanceRecord(mask=region, class_id=cls, score=1.0, index=first_index + len(added),
+                                        source="edit"))
+    return added
 
 
 def export_result(

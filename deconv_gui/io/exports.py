@@ -38,8 +38,9 @@ class InstanceRecord:
     """One instance to export.
 
     ``mask``: ``(H, W) bool``; ``class_id``: index into the class names; ``score``: confidence in ``[0, 1]``
-    (mean class probability over the mask); ``index``: proposal index (``source`` "proposal"/"user_box") or
-    component number (``source`` "component"), which also names the mask file; ``box``: the raw proposal
+    (mean class probability over the mask; 1.0 for hand-painted regions); ``index``: proposal index (``source``
+    "proposal"/"user_box") or component number (``source`` "component", or "edit" for a region painted by hand
+    that no instance covers), which also names the mask file; ``box``: the raw proposal
     window (``x0, y0, x1, y1``, may reach past the image) or ``None`` for components; ``objectness``: the Edge
     Box score (1.0 for user boxes) or ``None``.
     """
@@ -51,6 +52,9 @@ class InstanceRecord:
     source: str = "proposal"
     box: tuple[float, float, float, float] | None = None
     objectness: float | None = None
+
+
+PROPOSAL_SOURCES = ("proposal", "user_box")
 
 
 def is_background(class_id: int, class_names: Sequence[str]) -> bool:
@@ -151,7 +155,7 @@ def write_instances(
         entries.append({
             "id": k,
             "source": rec.source,
-            "proposal": rec.index if rec.source != "component" else None,
+            "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
             "class_id": rec.class_id,
             "class_name": _class_name(rec.class_id, class_names),
             "mean_probability": rec.score,
@@ -217,7 +221,7 @@ def coco_annotations(records: Sequence[InstanceRecord], image_id: int, first_id:
             "iscrowd": 0,
             "score": float(rec.score),
             "source": rec.source,
-            "proposal": rec.index if rec.source != "component" else None,
+            "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
         })
     return annotations
 

@@ -341,3 +341,45 @@ def test_unknown_format_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         output_paths(tmp_path, "s", ["palette", "tiff"])
     assert exports.check_formats(["coco", "palette", "coco"]) == ("palette", "coco")
+
+
+def test_instances_follow_the_hand_edits(tmp_path: Path) -> None:
+    image, result = _instance_result()
+    before = {r.index: r for r in instance_records(result)}
+    erased, trimmed = sorted(before)[:2]
+    edited = result.label.copy()
+    edited[before[erased].mask] = 0  # erase one instance completely
+    cut = before[trimmed].mask.copy()
+    cut[: int(np.nonzero(cut)[0].mean())] = False  # and the lower half of another one
+    edited[cut] = 0
+    free = (result.label == 0) & (edited == 0)
+    ys, xs = np.nonzero(free)
+    y, x = ys[len(ys) // 2], xs[len(xs) // 2]
+    blob = np.zeros((H, W), bool)
+    blob[max(y - 3, 0):y + 3, max(x - 3, 0):x + 3] = True
+    blob &= free
+    edited[blob] = 2  # a new object painted on the background
+    grow_cls = before[sorted(before)[-1]].class_id
+    host = before[sorted(before)[-1]].mask
+    rim = np.zeros((H, W), bool)
+    ys, xs = np.nonzero(host)
+    rim[ys.min():ys.max() + 1, min(xs.max() + 1, W - 1)] = True  # a 1-px column right of the instance
+    rim &= edited == 0
+    edited[rim] = grow_cls
+
+    after = instance_records(result, edited)
+    by_index = {r.index: r for r in after}
+    assert erased not in by_index
+    np.testing.assert_array_equal(by_index[trimmed].mask, before[trimmed].mask & ~(cut & (result.label != 0)))
+    if rim.any():
+        assert by_index[sorted(before)[-1]].mask[rim].all()  # touching paint joins the instance of its class
+    new = [r for r in after if r.source == "edit"]
+    assert len(new) == 1 and new[0].class_id == 2 and new[0].score == 1.0
+    np.testing.assert_array_equal(new[0].mask, blob)
+    assert new[0].index >= result.num_proposals  # its mask file cannot clash with a proposal's
+
+    export_result(tmp_path, "e", image, result, ["instances"], label=edited)
+    entries = json.loads((tmp_path / "e_instances.json").read_text())["instances"]
+    assert [e["source"] for e in entries].count("edit") == 1
+    assert next(e for e in entries if e["source"] == "edit")["proposal"] is None
+    assert instance_records(result, result.label.copy())[0].mask.sum() == before[sorted(before)[0]].mask.sum()
