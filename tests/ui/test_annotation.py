@@ -3,6 +3,7 @@ accept instance and box → mask; autosave → reopen; a corrupt autosave is a m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,11 @@ def export_palette(qtbot, window, out: Path, monkeypatch) -> np.ndarray:
     return read_label_png(out / "scene.png")
 
 
+def read_mask(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im) == 255
+
+
 def share(label: np.ndarray, class_id: int) -> str:
     """The legend's text for ``class_id``'s area in ``label`` (void pixels not counted)."""
     count = int((label == class_id).sum())
@@ -136,6 +142,12 @@ def test_every_paint_tool_by_mouse_then_export_and_undo(qtbot, disc_ckpt, scene_
     # unedited pixels are the prediction
     untouched = ~s.annotation.edited
     assert (label[untouched] == prediction[untouched]).all()
+    # the instance export follows the edits too: the painted square belongs to an instance of class 4
+    with qtbot.waitSignal(window.controller.exported, timeout=WAIT_MS):
+        window.export(tmp_path / "out", {"instances"})
+    entries = json.loads((tmp_path / "out" / "scene_instances.json").read_text())["instances"]
+    owners = [e for e in entries if e["class_id"] == 4 and read_mask(tmp_path / "out" / e["mask"])[60:90, 120:150].all()]
+    assert len(owners) == 1
     # Ctrl+Z undoes the polygon; Ctrl+Shift+Z redoes it
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     label = export_palette(qtbot, window, tmp_path / "out", monkeypatch)
