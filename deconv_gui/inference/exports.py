@@ -116,9 +116,9 @@ def instance_records(
 
     ``label`` (``(H, W)`` ints, default ``result.label``): the label map as exported, hand edits included. Where
     it differs from ``result.label``, a proposal's mask loses the pixels painted another class (one with no
-    pixel of its class left is dropped), and the painted pixels no instance of their class covers become instances too:
-    each such region joins the instance of its class it touches, or stands alone as ``source`` "edit" (score
-    1.0). Without proposals, instances are the connected components of ``label``; their ``score`` is the mean
+    pixel of its class left is dropped), and the painted pixels no instance of their class covers become
+    instances too: each such region joins the instance of its class it touches, or stands alone as ``source``
+    "edit" (score 1.0). Without proposals, instances are the connected components of ``label``; their ``score`` is the mean
     probability of their class over their pixels.
     """
     label = result.label if label is None else _check_label(label, result)
@@ -126,14 +126,16 @@ def instance_records(
     classes = [c for c in range(len(names)) if not is_background(c, names)]
     if result.mode == "instances" and result.instance_scores is not None:
         painted = label != result.label
+        has_edits = bool(painted.any())
         records = []
         for i in range(result.num_proposals):
             if not result.include[i]:
                 continue
             mask, cls, prob = result.instance_mask(i)
-            if painted.any():
-                mask &= ~painted | (label == cls)
-                if not (mask & (label == cls)).any():
+            if has_edits:
+                shows_cls = label == cls
+                mask &= ~painted | shows_cls
+                if not (mask & shows_cls).any():
                     continue  # painted over: none of its pixels shows its class any more
             if not mask.any():
                 continue
@@ -142,7 +144,7 @@ def instance_records(
                 source="user_box" if result.from_user[i] else "proposal",
                 box=tuple(float(v) for v in result.boxes[i]), objectness=float(result.proposal_scores[i]),
             ))
-        if painted.any():
+        if has_edits:
             records += _painted_regions(records, label, painted, classes, result.num_proposals, min_area)
         return records
     if result.mode == "instances" and result.num_proposals:
