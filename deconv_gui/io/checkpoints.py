@@ -55,7 +55,8 @@ class ModelMeta:
 
     ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 RGB input per channel;
     ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``train_config`` and
-    ``metrics`` are free-form but must be plain (JSON-like) data.
+    ``metrics`` are free-form but must be plain (JSON-like) data. ``encoder_width`` / ``fc_width`` (VGG16
+    models) scale the encoder and fc6/fc7 apart from ``width``; ``None`` means "as ``width``".
     """
 
     architecture: str
@@ -66,6 +67,8 @@ class ModelMeta:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_size: int = 224
+    encoder_width: float | None = None
+    fc_width: float | None = None
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -83,6 +86,10 @@ class ModelMeta:
             found.append("mean/std are not 3 values with std > 0")
         if self.width <= 0:
             found.append(f"width is {self.width}")
+        for name in ("encoder_width", "fc_width"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                found.append(f"{name} is {value}")
         return found
 
     def to_plain(self) -> dict[str, Any]:
@@ -111,6 +118,8 @@ class ModelMeta:
             meta.class_names = [str(c) for c in meta.class_names]
             meta.palette = [[int(v) for v in c] for c in meta.palette]
             meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
+            meta.encoder_width = None if meta.encoder_width is None else float(meta.encoder_width)
+            meta.fc_width = None if meta.fc_width is None else float(meta.fc_width)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"metadata is malformed ({err})", path) from None
         problems = meta.problems()

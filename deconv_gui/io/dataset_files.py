@@ -136,12 +136,44 @@ def _folder(root: Path, split: str) -> DatasetFiles:
     return DatasetFiles(root, "folder", split, images, labels, instances, read_class_names(root) or [])
 
 
+def parse_split(expression: str) -> tuple[list[str], list[str], list[str]]:
+    """A split expression → ``(splits, keep_prefixes, drop_prefixes)``.
+
+    ``"train+val"`` is the union of two split lists; ``@P`` keeps only files whose name starts with ``P``
+    (CamVid's sequence prefix, e.g. ``train@0006R0``), ``!P`` drops them (``train+val!0006R0``); several
+    ``@``/``!`` parts may follow. A plain name is one split.
+    """
+    import re
+
+    parts = re.split(r"([@!])", expression.strip())
+    splits = [s.strip() for s in parts[0].split("+")]
+    keep = [parts[i + 1].strip() for i in range(1, len(parts) - 1, 2) if parts[i] == "@"]
+    drop = [parts[i + 1].strip() for i in range(1, len(parts) - 1, 2) if parts[i] == "!"]
+    if not all(splits) or not all(keep) or not all(drop):
+        raise DatasetError(f"bad split expression {expression!r} (e.g. train, train+val, train+val!0006R0, "
+                           "train@0006R0)")
+    return splits, keep, drop
+
+
 def find_dataset_files(root: str | Path, fmt: str, split: str = "val") -> DatasetFiles:
-    """List one split of a dataset; a missing folder, list or file raises :class:`DatasetError` naming it."""
+    """List one split of a dataset; a missing folder, list or file raises :class:`DatasetError` naming it.
+
+    ``split`` may be an expression (:func:`parse_split`): a union of splits filtered by file-name prefix.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError("dataset folder not found", root)
     readers = {"camvid": _camvid, "voc": _voc, "folder": _folder}
     if fmt not in readers:
         raise DatasetError(f"unknown dataset format {fmt!r}; use one of {', '.join(DATASET_FORMATS)}", root)
-    return readers[fmt](root, split)
+    names, keep, drop = parse_split(split)
+    if len(names) == 1 and not keep and not drop:
+        return readers[fmt](root, split)
+    parts = [readers[fmt](root, name) for name in names]
+    rows = [row for part in parts for row in zip(part.images, part.labels, part.instances, strict=True)]
+    rows = [r for r in rows if (not keep or r[0].name.startswith(tuple(keep))) and not r[0].name.startswith(tuple(drop) or ("\0",))]
+    if not rows:
+        raise DatasetError(f"the split expression {split!r} selects no files", root)
+    first = parts[0]
+    return DatasetFiles(first.root, first.format, split, [r[0] for r in rows], [r[1] for r in rows],
+                        [r[2] for r in rows], first.class_names, first.void_values)

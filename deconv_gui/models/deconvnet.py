@@ -42,12 +42,18 @@ MIN_INPUT_SIZE = 32 * FC6_KERNEL
 
 
 def _conv_stage(
-    cin: int, channels: tuple[int, ...], width: float, *, transposed: bool
+    cin: int, channels: tuple[int, ...], width: float, *, transposed: bool, last_channels: int | None = None
 ) -> tuple[nn.Sequential, int]:
-    """A stage of 3×3 stride-1 pad-1 (de)convs, each + BN + ReLU; returns it and its output channel count."""
+    """A stage of 3×3 stride-1 pad-1 (de)convs, each + BN + ReLU; returns it and its output channel count.
+
+    ``last_channels`` overrides the last conv's output count (a decoder narrower than its encoder must still
+    hand the next unpooling as many channels as that pool's switches have).
+    """
     layers = []
-    for c in channels:
+    for k, c in enumerate(channels):
         cout = scaled_channels(c, width)
+        if last_channels is not None and k == len(channels) - 1:
+            cout = last_channels
         conv_type = nn.ConvTranspose2d if transposed else nn.Conv2d
         layers.append(ConvBNReLU(conv_type(cin, cout, 3, padding=1, bias=False)))
         cin = cout
@@ -57,24 +63,32 @@ def _conv_stage(
 class DeconvNet(nn.Module):
     """See the module docstring. Build it with :func:`deconvnet`."""
 
-    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+    def __init__(
+        self, num_classes: int, width: float = 1.0, *, encoder_width: float | None = None,
+        fc_width: float | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.width = width
-        encoder, cin = [], 3
+        self.encoder_width = width if encoder_width is None else encoder_width
+        self.fc_width = width if fc_width is None else fc_width
+        encoder, cin, pool_channels = [], 3, []
         for channels in ENCODER_STAGES:
-            stage, cin = _conv_stage(cin, channels, width, transposed=False)
+            stage, cin = _conv_stage(cin, channels, self.encoder_width, transposed=False)
             encoder.append(stage)
+            pool_channels.append(cin)
         self.encoder = nn.ModuleList(encoder)
         self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
-        fc = scaled_channels(FC_CHANNELS, width)
+        fc = scaled_channels(FC_CHANNELS, self.fc_width)
         self.fc6 = ConvBNReLU(nn.Conv2d(cin, fc, FC6_KERNEL, bias=False))
         self.fc7 = ConvBNReLU(nn.Conv2d(fc, fc, 1, bias=False))
         self.fc6_deconv = ConvBNReLU(nn.ConvTranspose2d(fc, cin, FC6_KERNEL, bias=False))
         self.unpool = nn.MaxUnpool2d(2, stride=2)
         decoder = []
-        for channels in DECODER_STAGES:
-            stage, cin = _conv_stage(cin, channels, width, transposed=True)
+        # stage k unpools with pool(5-k)'s switches and hands pool(4-k)'s channel count to the next unpooling
+        next_unpool = [*reversed(pool_channels[:-1]), None]
+        for channels, last in zip(DECODER_STAGES, next_unpool, strict=True):
+            stage, cin = _conv_stage(cin, channels, width, transposed=True, last_channels=last)
             decoder.append(stage)
         self.decoder = nn.ModuleList(decoder)
         self.score = nn.Conv2d(cin, num_classes, 1)
@@ -84,6 +98,11 @@ class DeconvNet(nn.Module):
     def encoder_convs(self) -> list[nn.Conv2d]:
         """The 13 VGG16 conv layers, in order."""
         return [block[0] for stage in self.encoder for block in stage]
+
+    @property
+    def encoder_stages(self) -> list[nn.Module]:
+        """The five encoder stages (convs + BN + ReLU), conv1_x first."""
+        return list(self.encoder)
 
     def reset_parameters(self) -> None:
         """Random init: encoder + fc6/fc7 Kaiming; decoder (fc6-deconv, deconvs, score) N(0, 0.01²) as in the paper."""
@@ -122,14 +141,21 @@ class DeconvNet(nn.Module):
         return {"out": self.score(x)}
 
 
-def deconvnet(*, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False) -> DeconvNet:
+def deconvnet(
+    *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False,
+    encoder_width: float | None = None, fc_width: float | None = None,
+) -> DeconvNet:
     """DeconvNet with ``num_classes`` outputs and every channel count (fc too) scaled by ``width`` (≥ 8).
+
+    ``encoder_width`` / ``fc_width`` (default: ``width``) scale the 13 VGG16 convs and fc6/fc7 on their own,
+    e.g. a full-width ImageNet/HED encoder (1.0) with a narrow fc (1/16) and decoder (1/4). Each decoder
+    stage's last deconv then outputs the encoder's channel count, which the next unpooling's switches need.
 
     ``pretrained_backbone`` loads torchvision's ImageNet VGG16 into the 13 encoder convs and fc6/fc7 (reshaped
     from the classifier), as the paper does; it needs width 1.0 and otherwise (or offline) leaves the random
     init after one warning line.
     """
-    model = DeconvNet(num_classes, width)
-    if pretrained_backbone and imagenet_weights_fit("vgg16", width):
+    model = DeconvNet(num_classes, width, encoder_width=encoder_width, fc_width=fc_width)
+    if pretrained_backbone and imagenet_weights_fit("vgg16", model.encoder_width) and model.fc_width == 1.0:
         model.load_imagenet_encoder()
     return model

@@ -29,23 +29,28 @@ INPUT_MULTIPLE = 32
 class FCN8s(nn.Module):
     """See the module docstring. Build it with :func:`fcn8s`."""
 
-    def __init__(self, num_classes: int, width: float = 1.0) -> None:
+    def __init__(
+        self, num_classes: int, width: float = 1.0, *, encoder_width: float | None = None,
+        fc_width: float | None = None,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.width = width
+        self.encoder_width = width if encoder_width is None else encoder_width
+        self.fc_width = width if fc_width is None else fc_width
         stages, cin = [], 3
         for channels in ENCODER_STAGES:
             layers: list[nn.Module] = []
             for c in channels:
-                cout = scaled_channels(c, width)
+                cout = scaled_channels(c, self.encoder_width)
                 layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
                 cin = cout
             layers.append(nn.MaxPool2d(2, stride=2))
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)  # outputs: pool1 ... pool5
-        pool3_channels = scaled_channels(ENCODER_STAGES[2][-1], width)
-        pool4_channels = scaled_channels(ENCODER_STAGES[3][-1], width)
-        fc = scaled_channels(FC_CHANNELS, width)
+        pool3_channels = scaled_channels(ENCODER_STAGES[2][-1], self.encoder_width)
+        pool4_channels = scaled_channels(ENCODER_STAGES[3][-1], self.encoder_width)
+        fc = scaled_channels(FC_CHANNELS, self.fc_width)
         self.fc6 = nn.Conv2d(cin, fc, 7, padding=3)
         self.fc7 = nn.Conv2d(fc, fc, 1)
         self.relu = nn.ReLU(inplace=True)
@@ -62,6 +67,11 @@ class FCN8s(nn.Module):
     def encoder_convs(self) -> list[nn.Conv2d]:
         """The 13 VGG16 conv layers, in order."""
         return [m for stage in self.stages for m in stage if isinstance(m, nn.Conv2d)]
+
+    @property
+    def encoder_stages(self) -> list[nn.Module]:
+        """The five VGG stages (convs + ReLUs + pool), conv1_x first."""
+        return list(self.stages)
 
     def reset_parameters(self) -> None:
         """VGG stack and fc6/fc7 Kaiming; score_fr N(0, 0.01²); skip scores zero; upsamplers stay bilinear."""
@@ -98,13 +108,18 @@ class FCN8s(nn.Module):
         return {"out": x[..., :h, :w]}
 
 
-def fcn8s(*, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False) -> FCN8s:
+def fcn8s(
+    *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False,
+    encoder_width: float | None = None, fc_width: float | None = None,
+) -> FCN8s:
     """FCN-8s with ``num_classes`` outputs and every channel count (fc too) scaled by ``width`` (≥ 8).
+
+    ``encoder_width`` / ``fc_width`` (default: ``width``) scale the VGG16 stack and fc6/fc7 on their own.
 
     ``pretrained_backbone`` loads torchvision's ImageNet VGG16 (13 convs, fc6/fc7 reshaped); it needs width
     1.0 and otherwise (or offline) leaves the random init after one warning line.
     """
-    model = FCN8s(num_classes, width)
-    if pretrained_backbone and imagenet_weights_fit("vgg16", width):
+    model = FCN8s(num_classes, width, encoder_width=encoder_width, fc_width=fc_width)
+    if pretrained_backbone and imagenet_weights_fit("vgg16", model.encoder_width) and model.fc_width == 1.0:
         model.load_imagenet_encoder()
     return model

@@ -42,11 +42,25 @@ def _builder(name: str) -> Callable[..., nn.Module]:
         raise KeyError(f"unknown model {name!r}; valid names: {', '.join(MODEL_BUILDERS)}") from None
 
 
+#: Architectures whose VGG16 encoder and fc6/fc7 can be scaled apart from ``width``.
+SPLIT_WIDTH_MODELS: tuple[str, ...] = ("deconvnet", "fcn8s")
+
+
 def build_model(
-    name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False
+    name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False,
+    encoder_width: float | None = None, fc_width: float | None = None,
 ) -> nn.Module:
-    """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise."""
-    return _builder(name)(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone)
+    """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise.
+
+    ``encoder_width`` / ``fc_width`` apply to :data:`SPLIT_WIDTH_MODELS` only (ValueError for the others).
+    """
+    builder = _builder(name)
+    extra: dict[str, float] = {}
+    if encoder_width is not None or fc_width is not None:
+        if name not in SPLIT_WIDTH_MODELS:
+            raise ValueError(f"{name} has one width; encoder_width/fc_width are for {', '.join(SPLIT_WIDTH_MODELS)}")
+        extra = {"encoder_width": encoder_width, "fc_width": fc_width}
+    return builder(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **extra)
 
 
 def input_multiple(name: str) -> int:
@@ -97,14 +111,16 @@ def model_from_checkpoint(
             f"expected {len(expect_classes)} ({', '.join(expect_classes)})",
             path,
         )
-    try:
-        builder = _builder(meta.architecture)
-    except KeyError:
-        raise CheckpointError(f"unknown architecture {meta.architecture!r}", path) from None
     # Build on the meta device (no memory, no init work: full DeconvNet would spend seconds on random init
     # only to overwrite it), then adopt the loaded tensors.
-    with torch.device("meta"):
-        model = builder(num_classes=meta.num_classes, width=meta.width, pretrained_backbone=False)
+    try:
+        with torch.device("meta"):
+            model = build_model(meta.architecture, num_classes=meta.num_classes, width=meta.width,
+                                encoder_width=meta.encoder_width, fc_width=meta.fc_width)
+    except KeyError:
+        raise CheckpointError(f"unknown architecture {meta.architecture!r}", path) from None
+    except ValueError as err:
+        raise CheckpointError(str(err), path) from None
     mismatches = _state_mismatches(model, state_dict)
     if mismatches:
         shown = "; ".join(mismatches[:_MAX_MISMATCHES_SHOWN])

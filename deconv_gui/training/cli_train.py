@@ -25,7 +25,9 @@ _FLAG_FIELDS = {
     "optimizer": "optimizer", "init": "init", "run_dir": "run_dir", "device": "device", "precision": "precision",
     "workers": "workers", "threads": "threads", "val_every": "val_every", "val_limit": "val_limit",
     "checkpoint_every": "checkpoint_every", "seed": "seed", "precise_bn": "precise_bn_batches",
-    "log_every": "log_every",
+    "log_every": "log_every", "init_encoder": "init_encoder", "encoder_width": "encoder_width",
+    "fc_width": "fc_width", "freeze_encoder_stages": "freeze_encoder_stages", "train_split": "train_split",
+    "val_split": "val_split",
 }
 
 
@@ -45,6 +47,15 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adam"))
     p.add_argument("--init", help="checkpoint to start from (stage 2: stage 1's final.pt)")
+    p.add_argument("--init-encoder", metavar="SOURCE",
+                   help="VGG16 encoder from 'hed' (the installed HED file), a torchvision vgg16/vgg16_bn file or a "
+                        "DeconvNet/FCN-8s checkpoint (deconvnet, fcn8s)")
+    p.add_argument("--encoder-width", type=float, help="width of the 13 VGG16 convs (default: --width)")
+    p.add_argument("--fc-width", type=float, help="width of fc6/fc7 (default: --width)")
+    p.add_argument("--freeze-encoder-stages", type=int, metavar="N", help="do not train encoder stages 1..N")
+    p.add_argument("--train-split", help="split expression, e.g. train, train+val, 'train+val!0006R0' "
+                                          "(! drops files whose name starts so, @ keeps only those)")
+    p.add_argument("--val-split", help="split expression for validation, e.g. val or 'train@0006R0'")
     p.add_argument("--run-dir", help="output folder: state.pt, best.pt, final.pt, metrics.jsonl, train.log")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly")
     p.add_argument("--config", metavar="FILE", help="YAML or TOML file of settings")

@@ -68,6 +68,11 @@ class TrainConfig:
     stage: str = "whole"
     init: str = ""  # checkpoint to start from (stage 2 starts from stage 1's final.pt)
     pretrained_backbone: bool = False
+    encoder_width: float = 0.0  # VGG16 models: the 13 encoder convs' width (0 = width)
+    fc_width: float = 0.0  # VGG16 models: fc6/fc7's width (0 = width)
+    init_encoder: str = ""  # "hed", a torchvision vgg16/vgg16_bn file or a VGG16 checkpoint ("" = random)
+    freeze_encoder_stages: int = 0  # the first N encoder stages (conv + BN) are not trained
+    encoder_lr_scale: float = 1.0  # lr multiplier of the (unfrozen) encoder, e.g. 0.1 for a pretrained one
     # optimisation
     iterations: int = 20000
     batch_size: int = 8
@@ -89,6 +94,7 @@ class TrainConfig:
     scale: tuple[float, float] = (0.5, 2.0)
     rotate: float = 0.0  # ± degrees
     flip: bool = True
+    photometric: float = 0.0  # whole-image samples: strength (0..1) of brightness/contrast/gamma/hue/blur jitter
     resize: int = 250  # instance stages: window resized to resize² then a random crop_size² crop
     crop_size: int = 224
     context: float = 1.2
@@ -147,6 +153,16 @@ class TrainConfig:
         if self.arch == "deconvnet" and self.batch_size < 2:
             raise DeconvGuiError("DeconvNet trains with batch_size ≥ 2 (its fc6/fc7 BatchNorm sees one value per "
                                  "channel per image at 224×224); use --grad-accum for a larger effective batch")
+        if self.encoder_width < 0 or self.fc_width < 0 or not 0 < self.encoder_lr_scale <= 100:
+            raise DeconvGuiError("encoder_width and fc_width must be ≥ 0 (0 = width) and encoder_lr_scale in (0, 100]")
+        if (self.encoder_width or self.fc_width or self.init_encoder or self.freeze_encoder_stages) and \
+                self.arch not in ("deconvnet", "fcn8s"):
+            raise DeconvGuiError(f"encoder_width, fc_width, init_encoder and freeze_encoder_stages are for the VGG16 "
+                                 f"models (deconvnet, fcn8s), not {self.arch}")
+        if not 0 <= self.freeze_encoder_stages <= 5:
+            raise DeconvGuiError(f"freeze_encoder_stages must be 0..5, got {self.freeze_encoder_stages}")
+        if not 0 <= self.photometric <= 1:
+            raise DeconvGuiError(f"photometric must be in [0, 1], got {self.photometric}")
         if not 0 < self.scale[0] <= self.scale[1]:
             raise DeconvGuiError(f"scale must be (low, high) with 0 < low ≤ high, got {self.scale}")
         if self.stage != "whole" and self.arch != "deconvnet":

@@ -16,23 +16,29 @@ from deconv_gui.training.config import TrainConfig
 IGNORE_INDEX = 255
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights of convolutions/linear layers get ``weight_decay``; biases and BN parameters (every
-    parameter with ≤ 1 dimension) get none, as in the paper ("no weight decay on biases")."""
-    decay, no_decay = [], []
+def parameter_groups(model: nn.Module, weight_decay: float, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """Weights of convolutions/linear layers get ``weight_decay``; biases and BN parameters (every parameter
+    with ≤ 1 dimension) get none, as in the paper ("no weight decay on biases"). With ``encoder_lr_scale`` ≠ 1
+    the VGG16 encoder's parameters form their own two groups whose lr is scaled (``"lr_scale"``, read by
+    :func:`set_lr`). Frozen parameters are left out; empty groups are dropped."""
+    encoder_ids: set[int] = set()
+    if encoder_lr_scale != 1.0 and hasattr(model, "encoder_stages"):
+        encoder_ids = {id(p) for stage in model.encoder_stages for p in stage.parameters()}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
+        groups.setdefault((id(p) in encoder_ids, p.ndim > 1), []).append(p)
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": weight_decay if decays else 0.0,
+         "lr_scale": encoder_lr_scale if is_encoder else 1.0}
+        for (is_encoder, decays), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
     ]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (Nesterov off, as Caffe), RMSprop or Adam over :func:`parameter_groups` at ``cfg.lr``."""
-    groups = parameter_groups(model, cfg.weight_decay)
+    groups = parameter_groups(model, cfg.weight_decay, cfg.encoder_lr_scale)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "rmsprop":
@@ -58,9 +64,9 @@ def lr_factor(iteration: int, cfg: TrainConfig) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate."""
+    """Set every parameter group's learning rate: ``lr`` times the group's ``"lr_scale"`` (1 when absent)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 class SegmentationLoss(nn.Module):

@@ -63,7 +63,7 @@ def train_samples(cfg: TrainConfig, ds: SegmentationDataset) -> Dataset:
 
     if cfg.stage == "whole":
         return samples.WholeImageSamples(ds, crop=tuple(cfg.crop), scale=tuple(cfg.scale), rotate=cfg.rotate,
-                                         flip=cfg.flip, seed=cfg.seed)
+                                         flip=cfg.flip, photometric=cfg.photometric, seed=cfg.seed)
     if cfg.stage == "stage1":
         return samples.Stage1Crops(ds, resize=cfg.resize, crop=cfg.crop_size, context=cfg.context,
                                    min_window=cfg.min_window, flip=cfg.flip, seed=cfg.seed)
@@ -87,11 +87,27 @@ def class_weights(cfg: TrainConfig, ds: SegmentationDataset) -> torch.Tensor | N
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
+def split_widths(cfg: TrainConfig) -> dict[str, float | None]:
+    """``encoder_width`` / ``fc_width`` for the builder and the metadata (None where they equal ``width``)."""
+    return {"encoder_width": cfg.encoder_width or None, "fc_width": cfg.fc_width or None}
+
+
 def make_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The architecture, initialised deterministically from ``cfg.seed`` (identical on every rank)."""
+    """The architecture, initialised deterministically from ``cfg.seed`` (identical on every rank), its encoder
+    from ``cfg.init_encoder`` when set, and the first ``cfg.freeze_encoder_stages`` stages frozen."""
     torch.manual_seed(cfg.seed)
-    return build_model(cfg.arch, num_classes=num_classes, width=cfg.width,
-                       pretrained_backbone=cfg.pretrained_backbone)
+    model = build_model(cfg.arch, num_classes=num_classes, width=cfg.width,
+                        pretrained_backbone=cfg.pretrained_backbone, **split_widths(cfg))
+    if cfg.init_encoder:
+        from deconv_gui.models.encoder_init import load_vgg16_encoder
+
+        load_vgg16_encoder(model, cfg.init_encoder, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    if cfg.freeze_encoder_stages:
+        from deconv_gui.models.encoder_init import encoder_parameters
+
+        for p in encoder_parameters(model, cfg.freeze_encoder_stages):
+            p.requires_grad_(False)
+    return model
 
 
 def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> ModelMeta:
@@ -101,4 +117,5 @@ def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> Mode
         architecture=cfg.arch, width=float(cfg.width), num_classes=len(ds.class_names),
         class_names=list(ds.class_names), palette=ds.palette.tolist(), mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD), input_size=int(input_size), train_config=cfg.to_dict(), metrics=metrics,
+        **split_widths(cfg),
     )

@@ -125,8 +125,30 @@ class _EpochSamples(torch.utils.data.Dataset):
         raise NotImplementedError
 
 
+def photometric_jitter(rng: np.random.Generator, image: np.ndarray, strength: float) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB with random brightness, contrast, gamma, saturation, hue and blur, each up to
+    ``strength`` (0..1) of its full range: brightness ±25 %, contrast ×(1 ± 0.3), gamma e^(±0.4), saturation
+    ×(1 ± 0.4), hue ±12°, and with probability ``0.4·strength`` a Gaussian blur of σ up to 1.5 px. Road scenes
+    at dusk, in other cameras and weather look like that; labels are unchanged."""
+    if strength <= 0:
+        return image
+    s = float(strength)
+    x = image.astype(np.float32) / 255.0
+    x = x * float(rng.uniform(1 - 0.3 * s, 1 + 0.3 * s))  # contrast about black, then brightness
+    x = x + float(rng.uniform(-0.25 * s, 0.25 * s)) * float(x.mean())
+    x = np.clip(x, 0.0, 1.0) ** float(np.exp(rng.uniform(-0.4 * s, 0.4 * s)))
+    hsv = cv2.cvtColor(x.astype(np.float32), cv2.COLOR_RGB2HSV)  # H in degrees 0..360, S and V in 0..1
+    hsv[..., 0] = (hsv[..., 0] + float(rng.uniform(-12 * s, 12 * s))) % 360.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * float(rng.uniform(1 - 0.4 * s, 1 + 0.4 * s)), 0.0, 1.0)
+    x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if rng.random() < 0.4 * s:
+        x = cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.5)))
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 class WholeImageSamples(_EpochSamples):
-    """Whole-image training samples: random scale → optional rotation → pad → random crop → flip.
+    """Whole-image training samples: random scale → optional rotation → pad → random crop → flip, then
+    :func:`photometric_jitter` of the crop when ``photometric`` > 0.
 
     ``crop``: ``(h, w)`` (or one int) output size; images smaller than that after scaling are padded at the
     bottom/right with image 0 and label 255. ``scale``: uniform range of the resize factor. ``rotate``: maximum
@@ -136,7 +158,7 @@ class WholeImageSamples(_EpochSamples):
 
     def __init__(self, ds: SegmentationDataset, *, crop: int | tuple[int, int] = (352, 480),
                  scale: tuple[float, float] = (0.5, 2.0), rotate: float = 0.0, flip: bool = True,
-                 seed: int = 0) -> None:
+                 photometric: float = 0.0, seed: int = 0) -> None:
         super().__init__(ds, seed)
         self.crop = _pair(crop)
         self.scale = (float(scale[0]), float(scale[1]))
@@ -144,6 +166,7 @@ class WholeImageSamples(_EpochSamples):
             raise ValueError(f"scale range must satisfy 0 < low <= high, got {scale}")
         self.rotate = float(rotate)
         self.flip = bool(flip)
+        self.photometric = float(photometric)
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -170,7 +193,10 @@ class WholeImageSamples(_EpochSamples):
         if pad_h or pad_w:
             image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=0)
             label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=VOID)
-        return _to_tensors(*_random_crop_flip(rng, image, label, self.crop, self.flip))
+        image, label = _random_crop_flip(rng, image, label, self.crop, self.flip)
+        if self.photometric > 0:
+            image = photometric_jitter(rng, image, self.photometric)
+        return _to_tensors(image, label)
 
 
 class EvalImages(_EpochSamples):
