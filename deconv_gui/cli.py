@@ -13,8 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
+from deconv_gui.cli_tune import add_tune_parsers, cmd_tune_crf, cmd_tune_ensemble
 from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.training.cli_train import add_train_parser, cmd_train
 
@@ -23,18 +22,26 @@ log = logging.getLogger("deconv_gui")
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="model checkpoint (.pt) to run")
-    p.add_argument("--proposals", type=int, default=50, metavar="N", help="Edge Box proposals kept (top N)")
-    p.add_argument("--max-boxes", type=int, default=2000, metavar="N", help="Edge Box candidates before top-N")
-    p.add_argument("--min-side", type=float, default=112.0, help="skip proposals whose shorter side is smaller (px)")
+    p.add_argument("--proposals", type=int, default=None, metavar="N",
+                   help="Edge Box proposals kept (top N; default: the model's setting, else 50)")
+    p.add_argument("--max-boxes", type=int, default=None, metavar="N", help="Edge Box candidates before top-N")
+    p.add_argument("--min-side", type=float, default=None,
+                   help="skip proposals whose shorter side is smaller (px; default: the model's, else 112)")
     p.add_argument("--edge-model", default=None, help="structured-edge model file (model.yml.gz) for Edge Boxes")
+    p.add_argument("--edges", choices=("auto", "hed", "gradient"), default=None,
+                   help="edge source for Edge Boxes (auto: HED when installed, else built-in gradients)")
     p.add_argument("--mode", choices=("auto", "instances", "whole"), default="auto",
                    help="instance-wise (DeconvNet) or whole-image inference; auto picks by architecture")
     p.add_argument("--aggregation", choices=("max", "sum"), default="max", help="paper Eq. 1 (max) or Eq. 2 (sum)")
     p.add_argument("--base", choices=("auto", "zeros", "whole"), default="auto",
                    help="instance-wise aggregation starts from 0 (paper) or from a whole-image pass; auto: the "
                         "whole-image pass when class 0 is not 'background' (e.g. CamVid's Sky)")
-    p.add_argument("--ensemble", choices=("mean", "product", "off"), default="mean",
-                   help="combine with --partner: mean (paper), product (original code) or off")
+    p.add_argument("--ensemble", choices=("auto", "mean", "weighted", "product", "off"), default="auto",
+                   help="combine with --partner: mean (paper), weighted (the weight tune-ensemble stored), product "
+                        "(original code) or off; auto: weighted when the checkpoint has a weight, else mean")
+    p.add_argument("--crf-preset", choices=("auto", "deconvnet"), default="auto",
+                   help="CRF parameters: auto = the ones tune-crf stored in the checkpoint (else DeconvNet's), "
+                        "deconvnet = DeconvNet's VOC values")
     p.add_argument("--partner", default=None, help="whole-image partner checkpoint (FCN-8s) for the ensemble")
     p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -69,13 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     _add_model_args(ev)
     add_train_parser(sub)
+    add_tune_parsers(sub, _add_model_args)
     return parser
 
 
 def _make_segmenter(args: argparse.Namespace, progress_bar: bool = True):  # noqa: ANN202 - local import types
-    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+    from deconv_gui.inference.pipeline import Segmenter, edge_box_config, options_for_model
     from deconv_gui.inference.runner import ModelRunner, RunnerOptions
-    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+    from deconv_gui.postprocess.crf import CRFParams
+    from deconv_gui.proposals.edge_boxes import EdgeBoxProposer
 
     ropts = RunnerOptions(device=args.device, precision=args.precision, chunk_size=args.batch)
     runner = ModelRunner.from_checkpoint(args.weights, ropts)
@@ -87,12 +96,18 @@ def _make_segmenter(args: argparse.Namespace, progress_bar: bool = True):  # noq
                 f"its classes {partner.meta.class_names} differ from {args.weights}'s {runner.meta.class_names}",
                 args.partner,
             )
-    proposer = EdgeBoxProposer(EdgeBoxConfig(
-        max_boxes=args.max_boxes, top_n=args.proposals, min_side=args.min_side, edge_model_path=args.edge_model,
+    proposer = EdgeBoxProposer(edge_box_config(
+        runner.meta, max_boxes=args.max_boxes, top_n=args.proposals, min_side=args.min_side,
+        edge_model_path=args.edge_model, edge_source=getattr(args, "edges", None),
     ))
-    options = PipelineOptions(
-        mode=args.mode, aggregation=args.aggregation, base=args.base, ensemble=args.ensemble, crf=args.crf,
-        keep_instance_scores=bool(getattr(args, "instances", False) or getattr(args, "coco", False)),
+    log.info("proposals: %s", proposer.edge_source)
+    changes: dict = {}
+    if getattr(args, "crf_preset", "auto") == "deconvnet":
+        changes["crf_params"] = CRFParams()
+    options = options_for_model(
+        runner.meta, ensemble=args.ensemble, mode=args.mode, aggregation=args.aggregation, base=args.base,
+        crf=args.crf, keep_instance_scores=bool(getattr(args, "instances", False) or getattr(args, "coco", False)),
+        **changes,
     )
     log.info("model %s on %s", runner.architecture, runner.describe_device())
     return Segmenter(runner, partner=partner, proposer=proposer, options=options)
@@ -168,32 +183,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from deconv_gui.core.metrics import ConfusionMatrix
+    from deconv_gui.io.dataset_files import labelled_images
+
+    segmenter = _make_segmenter(args)
+    files, names = dataset_for_model(args, segmenter.runner.meta.class_names)
+    cm = ConfusionMatrix(len(names))
+    count = min(len(files), args.limit or len(files))
+    t0 = time.perf_counter()
+    for image, target in tqdm(labelled_images(files, len(names), args.limit), total=count, unit="img", disable=None):
+        cm.update(target, segmenter.segment(image).label)
+    print(cm.table(names))
+    print(f"{count} images, {time.perf_counter() - t0:.1f} s, device {segmenter.runner.describe_device()}")
+    return 0
+
+
+def dataset_for_model(args: argparse.Namespace, class_names: list[str]):  # noqa: ANN201 - (DatasetFiles, names)
+    """``args.split`` of ``args.data`` and the model's class names; DeconvGuiError when the classes differ."""
     from deconv_gui.io.dataset_files import find_dataset_files
-    from deconv_gui.io.images import read_image
-    from deconv_gui.io.label_maps import read_label_png
 
     files = find_dataset_files(args.data, args.format, args.split)
-    segmenter = _make_segmenter(args)
-    names = list(segmenter.runner.meta.class_names)
+    names = list(class_names)
     if files.class_names and files.class_names != names:
         raise DeconvGuiError(f"the model's classes {names} differ from the dataset's {files.class_names}",
                              args.weights)
-    cm = ConfusionMatrix(len(names))
-    pairs = list(zip(files.images, files.labels, strict=True))
-    if args.limit:
-        pairs = pairs[: args.limit]
-    t0 = time.perf_counter()
-    for img_path, lab_path in tqdm(pairs, unit="img", disable=None):
-        image = read_image(img_path)
-        target = files.map_label(read_label_png(lab_path))
-        if target.shape != image.shape[:2]:
-            raise DeconvGuiError(f"label is {target.shape[1]}×{target.shape[0]} but its image is "
-                                 f"{image.shape[1]}×{image.shape[0]}", lab_path)
-        target = np.where(target < len(names), target, 255).astype(np.uint8)
-        cm.update(target, segmenter.segment(image).label)
-    print(cm.table(names))
-    print(f"{len(pairs)} images, {time.perf_counter() - t0:.1f} s, device {segmenter.runner.describe_device()}")
-    return 0
+    return files, names
 
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -242,13 +255,13 @@ def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's
     checkpoints' keys."""
     import copy
 
-    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config
     from deconv_gui.inference.runner import ModelRunner, RunnerOptions
-    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+    from deconv_gui.proposals.edge_boxes import EdgeBoxProposer
 
     runner = ModelRunner(copy.deepcopy(model), meta, RunnerOptions(device=str(device), precision="fp32",
                                                                    channels_last=False))
-    segmenter = Segmenter(runner, proposer=EdgeBoxProposer(EdgeBoxConfig()),
+    segmenter = Segmenter(runner, proposer=EdgeBoxProposer(edge_box_config(meta)),
                           options=PipelineOptions(mode="instances", keep_instance_scores=False))
     return lambda image: segmenter.segment(image).label
 
@@ -257,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,
+                "tune-ensemble": cmd_tune_ensemble, "tune-crf": cmd_tune_crf,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)

@@ -28,11 +28,11 @@ from deconv_gui.document.session import (
     summarise_proposals,
 )
 from deconv_gui.inference import exports
-from deconv_gui.inference.pipeline import PipelineOptions, Segmenter
+from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions
 from deconv_gui.io.images import read_image
-from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+from deconv_gui.proposals.edge_boxes import EdgeBoxProposer
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class Engine:
             log.info("dropping the ensemble partner: its classes differ from the new model's")
             self.partner, self.partner_weights = None, None
         self.runner, self.weights = runner, Path(path)
+        self._proposer = None  # the new model may carry its own proposal settings
 
     def set_partner(self, runner: ModelRunner | None, path: Path | None) -> None:
         if runner is not None and self.runner is not None and runner.meta.class_names != self.runner.meta.class_names:
@@ -154,9 +155,9 @@ class Engine:
 
     def proposer(self) -> EdgeBoxProposer:
         if self._proposer is None:
-            self._proposer = EdgeBoxProposer(
-                EdgeBoxConfig(top_n=self.num_proposals, edge_model_path=self.edge_model_file or None)
-            )
+            meta = self.runner.meta if self.runner is not None else None
+            self._proposer = EdgeBoxProposer(edge_box_config(
+                meta, top_n=self.num_proposals, edge_model_path=self.edge_model_file or None))
         return self._proposer
 
     def segmenter(self, choices: ViewChoices) -> Callable[[], Segmenter]:

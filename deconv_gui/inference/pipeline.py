@@ -9,6 +9,7 @@ includes/excludes proposals, changes top-N, aggregation, ensemble or CRF without
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
 from deconv_gui.inference.crops import crop_batch, integer_boxes
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.inference.runner import ModelRunner
+from deconv_gui.io.checkpoints import ModelMeta
 from deconv_gui.postprocess.crf import CRFParams, dense_crf
 from deconv_gui.postprocess.ensemble import EnsembleMode, ensemble_probabilities
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, proposals_from_boxes
@@ -56,13 +58,16 @@ class PipelineOptions:
     ``mode``: ``"instances"`` (DeconvNet's proposal-wise inference), ``"whole"`` (one pass on the whole image),
     ``"auto"`` (instances for DeconvNet, whole for the others). ``keep_instance_scores`` keeps the
     ``(N, C, S, S)`` float16 cache a GUI needs; turn it off for memory-bounded batch runs. ``base``: what
-    instance-wise aggregation starts from, see :func:`uses_whole_image_base`.
+    instance-wise aggregation starts from, see :func:`uses_whole_image_base`. ``ensemble_weight`` is
+    DeconvNet's share in the ``"weighted"`` ensemble; :func:`options_for_model` fills it and ``crf_params``
+    from a checkpoint's tuned values.
     """
 
     mode: InferenceMode = "auto"
     base: BaseMode = "auto"
     aggregation: AggregationMode = "max"
     ensemble: EnsembleMode = "mean"
+    ensemble_weight: float = 0.5
     crf: bool = False
     crf_params: CRFParams = CRFParams()
     keep_instance_scores: bool = True
@@ -75,13 +80,50 @@ def _post(
     """Ensemble (when a partner exists and the mode is not off) and CRF → ``(probabilities, label)``."""
     t0 = time.perf_counter()
     mode = options.ensemble if partner_scores is not None else "off"
-    probs = ensemble_probabilities(aggregated, partner_scores, mode)
+    probs = ensemble_probabilities(aggregated, partner_scores, mode, options.ensemble_weight)
     timings["ensemble"] = time.perf_counter() - t0
     if options.crf:
         t0 = time.perf_counter()
         probs = dense_crf(image, probs, options.crf_params, device=device)
         timings["crf"] = time.perf_counter() - t0
     return probs, label_map(probs)
+
+
+def edge_box_config(meta: ModelMeta | None = None, **overrides: object) -> EdgeBoxConfig:
+    """Edge Box settings for a model: :class:`EdgeBoxConfig`'s defaults (DeconvNet's VOC procedure), then the
+    model's own ``meta.proposals`` (e.g. a CamVid model's smaller minimum side), then ``overrides`` whose value
+    is not None (the user's flags). Unknown keys in the metadata are ignored with a warning."""
+    names = {f.name for f in dataclasses.fields(EdgeBoxConfig)}
+    stored = dict(meta.proposals) if meta is not None else {}
+    unknown = sorted(set(stored) - names)
+    if unknown:
+        log.warning("ignoring unknown proposal settings in the checkpoint: %s", ", ".join(unknown))
+    values = {k: v for k, v in stored.items() if k in names}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EdgeBoxConfig(**values)  # type: ignore[arg-type]
+
+
+def options_for_model(meta: ModelMeta, *, ensemble: str = "auto", **changes: object) -> PipelineOptions:
+    """PipelineOptions with the model's tuned post-processing (``deconv-gui tune-ensemble`` / ``tune-crf``).
+
+    ``ensemble="auto"`` is the stored rule (``"weighted"`` with the stored weight, or ``"product"``) when the
+    checkpoint has one, else the paper's ``"mean"``; the CRF parameters are the stored ones, else DeconvNet's preset. ``changes`` override fields.
+    """
+    from deconv_gui.inference.tuning import crf_params_from_meta
+
+    weight = meta.ensemble.get("weight")
+    stored_weight = isinstance(weight, (int, float)) and 0.0 <= float(weight) <= 1.0
+    values: dict[str, object] = {"ensemble": ensemble}
+    if ensemble == "auto":
+        rule = meta.ensemble.get("rule", "weighted")
+        values["ensemble"] = (rule if rule in ("weighted", "product") else "weighted") if stored_weight else "mean"
+    if stored_weight:
+        values["ensemble_weight"] = float(weight)  # type: ignore[arg-type]
+    crf_params = crf_params_from_meta(meta.crf)
+    if crf_params is not None:
+        values["crf_params"] = crf_params
+    values.update(changes)
+    return PipelineOptions(**values)  # type: ignore[arg-type]
 
 
 def chunk_bounds(n: int, max_chunk: int) -> list[tuple[int, int]]:
@@ -112,7 +154,7 @@ class Segmenter:
             )
         self.runner = runner
         self.partner = partner
-        self.proposer = proposer or EdgeBoxProposer(EdgeBoxConfig())
+        self.proposer = proposer or EdgeBoxProposer(edge_box_config(runner.meta))
         self.options = options
 
     @property

@@ -56,7 +56,11 @@ class ModelMeta:
     ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 RGB input per channel;
     ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``train_config`` and
     ``metrics`` are free-form but must be plain (JSON-like) data. ``encoder_width`` / ``fc_width`` (VGG16
-    models) scale the encoder and fc6/fc7 apart from ``width``; ``None`` means "as ``width``".
+    models) scale the encoder and fc6/fc7 apart from ``width``; ``None`` means "as ``width``". ``proposals``
+    holds the Edge Box settings the model was made for (``EdgeBoxConfig`` field → value, e.g. ``{"min_side":
+    48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
+    ``ensemble`` (``{"weight": w, "partner": name, "chosen_on": split, ...}``) and ``crf`` (``CRFParams``
+    fields plus ``"chosen_on"``) are what ``tune-ensemble`` / ``tune-crf`` chose; empty = the paper's defaults.
     """
 
     architecture: str
@@ -69,6 +73,9 @@ class ModelMeta:
     input_size: int = 224
     encoder_width: float | None = None
     fc_width: float | None = None
+    proposals: dict = field(default_factory=dict)
+    ensemble: dict = field(default_factory=dict)
+    crf: dict = field(default_factory=dict)
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
@@ -86,6 +93,11 @@ class ModelMeta:
             found.append("mean/std are not 3 values with std > 0")
         if self.width <= 0:
             found.append(f"width is {self.width}")
+        for name in ("proposals", "ensemble", "crf"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (bool, int, float, str)) for k, v in value.items()):
+                found.append(f"{name} is not a mapping of setting → number/text")
         for name in ("encoder_width", "fc_width"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -242,3 +254,19 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
         str(k): v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in raw.items()
     }
     return state_dict, meta
+
+
+def update_checkpoint_meta(path: str | os.PathLike[str], changes: dict[str, Any]) -> ModelMeta:
+    """Rewrite ``path`` with ``changes`` applied to its metadata (tensors untouched, dtypes kept), atomically.
+
+    The file must be a valid checkpoint (:func:`load_checkpoint`'s checks) and the changed metadata consistent;
+    returns the new metadata. Raises CheckpointError / OutputError like the reader and the writer.
+    """
+    path = Path(path)
+    load_checkpoint(path)  # every check of the reader, before anything is written
+    payload = _torch_load(path)
+    meta = ModelMeta.from_plain({**payload["meta"], **_plain(changes)}, path)
+    payload["meta"] = meta.to_plain()
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return meta

@@ -177,3 +177,20 @@ def find_dataset_files(root: str | Path, fmt: str, split: str = "val") -> Datase
     first = parts[0]
     return DatasetFiles(first.root, first.format, split, [r[0] for r in rows], [r[1] for r in rows],
                         [r[2] for r in rows], first.class_names, first.void_values)
+
+
+def labelled_images(files: DatasetFiles, num_classes: int, limit: int = 0):  # noqa: ANN201 - an Iterator
+    """Yield ``(image (H, W, 3) uint8, target (H, W) uint8)`` for the first ``limit`` pairs (0 = all); label
+    values outside ``[0, num_classes)`` become 255 (void). A label whose size differs from its image raises
+    DatasetError naming the label file."""
+    from deconv_gui.io.images import read_image
+    from deconv_gui.io.label_maps import read_label_png
+
+    pairs = list(zip(files.images, files.labels, strict=True))
+    for img_path, lab_path in pairs[: limit or None]:
+        image = read_image(img_path)
+        target = files.map_label(read_label_png(lab_path))
+        if target.shape != image.shape[:2]:
+            raise DatasetError(f"label is {target.shape[1]}×{target.shape[0]} but its image is "
+                               f"{image.shape[1]}×{image.shape[0]}", lab_path)
+        yield image, np.where(target < num_classes, target, 255).astype(np.uint8)

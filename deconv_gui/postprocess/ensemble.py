@@ -4,6 +4,8 @@ Both inputs are raw class scores ``(C, H, W)`` float32 on the same grid; the res
 ``(C, H, W)`` float32.
 
 - ``"mean"`` (the paper): the mean of the two class-conditional probability maps.
+- ``"weighted"``: ``w · p_deconv + (1 − w) · p_partner``, ``w`` chosen on held-out data by
+  ``deconv-gui tune-ensemble`` and stored in the DeconvNet checkpoint (``mean`` is ``w = 0.5``).
 - ``"product"`` (the original release): softmax of the element-wise product of the two ReLU'd score maps.
 - ``"off"``: DeconvNet alone.
 """
@@ -16,16 +18,22 @@ import numpy as np
 
 from deconv_gui.core.aggregation import softmax
 
-EnsembleMode = Literal["mean", "product", "off"]
-ENSEMBLE_MODES: tuple[str, ...] = ("mean", "product", "off")
+EnsembleMode = Literal["mean", "weighted", "product", "off"]
+ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted", "product", "off")
 
 
 def ensemble_probabilities(
-    deconv_scores: np.ndarray, partner_scores: np.ndarray | None, mode: EnsembleMode = "mean"
+    deconv_scores: np.ndarray, partner_scores: np.ndarray | None, mode: EnsembleMode = "mean",
+    weight: float = 0.5,
 ) -> np.ndarray:
-    """Return ``(C, H, W)`` probabilities for ``mode``; ``partner_scores`` may be ``None`` only with ``"off"``."""
+    """Return ``(C, H, W)`` probabilities for ``mode``; ``partner_scores`` may be ``None`` only with ``"off"``.
+
+    ``weight`` is DeconvNet's share in ``"weighted"`` (0 = the partner alone, 1 = DeconvNet alone).
+    """
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"ensemble mode must be one of {ENSEMBLE_MODES}, not {mode!r}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"ensemble weight must be in [0, 1], got {weight}")
     if mode == "off":
         return softmax(deconv_scores)
     if partner_scores is None:
@@ -34,4 +42,6 @@ def ensemble_probabilities(
         raise ValueError(f"score maps differ in shape: {deconv_scores.shape} vs {partner_scores.shape}")
     if mode == "mean":
         return (softmax(deconv_scores) + softmax(partner_scores)) * np.float32(0.5)
+    if mode == "weighted":
+        return softmax(deconv_scores) * np.float32(weight) + softmax(partner_scores) * np.float32(1.0 - weight)
     return softmax(np.maximum(deconv_scores, 0.0) * np.maximum(partner_scores, 0.0))

@@ -24,6 +24,13 @@ import numpy as np
 
 from deconv_gui.core.boxes import as_boxes, enlarge_boxes
 from deconv_gui.proposals.edge_maps import StructuredEdgeModel, as_rgb_uint8, gradient_edges_and_orientation
+from deconv_gui.proposals.hed_edges import HedEdgeDetector, hed_available
+
+#: Edge sources of :class:`EdgeBoxConfig` (a structured-edge model file, when given, wins over them).
+EDGE_SOURCES = ("auto", "hed", "gradient")
+#: What users read for each source actually used (``EdgeBoxProposer.edge_source``).
+EDGE_SOURCE_NAMES = {"hed": "HED edges", "gradient": "built-in gradient edges",
+                     "structured": "structured-edge model"}
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +55,9 @@ class EdgeBoxConfig:
         min_box_area: minimum candidate area in pixels².
         gamma: affinity sensitivity between edge groups.
         kappa: scale normalisation exponent (favours larger boxes as it grows).
-        edge_model_path: a structured-edge ``model.yml.gz``; ``None`` uses the built-in gradient edges.
+        edge_model_path: a structured-edge ``model.yml.gz``; it wins over ``edge_source``.
+        edge_source: ``"auto"`` (HED when its weights are installed, else gradients), ``"hed"`` or
+            ``"gradient"`` (the built-in, model-free edges).
         min_side_after_enlarge: measure ``min_side`` on the enlarged box (as DeconvNet's code) or the raw one.
     """
 
@@ -69,6 +78,7 @@ class EdgeBoxConfig:
     kappa: float = 1.5
     edge_model_path: str | None = None
     min_side_after_enlarge: bool = True
+    edge_source: str = "auto"
 
 
 @dataclass
@@ -98,9 +108,17 @@ class EdgeBoxProposer:
 
     def __init__(self, config: EdgeBoxConfig = EdgeBoxConfig()) -> None:
         self.config = config
-        self._edge_model = (
-            StructuredEdgeModel(config.edge_model_path) if config.edge_model_path is not None else None
-        )
+        self._edge_model: StructuredEdgeModel | HedEdgeDetector | None = None
+        if config.edge_source not in EDGE_SOURCES:
+            raise ValueError(f"edge_source must be one of {', '.join(EDGE_SOURCES)}, got {config.edge_source!r}")
+        if config.edge_model_path is not None:
+            self._edge_model = StructuredEdgeModel(config.edge_model_path)
+            self.edge_source = "structured"
+        elif config.edge_source == "hed" or (config.edge_source == "auto" and hed_available()):
+            self._edge_model = HedEdgeDetector()
+            self.edge_source = "hed"
+        else:
+            self.edge_source = "gradient"
 
     def _new_edge_boxes(self) -> cv2.ximgproc.EdgeBoxes:
         """A fresh OpenCV EdgeBoxes object with this config (~0.1 ms).
@@ -127,7 +145,7 @@ class EdgeBoxProposer:
         )
 
     def edge_maps(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Thin edges and orientation, ``(H, W) float32`` each (structured model if configured, else gradients).
+        """Thin edges and orientation, ``(H, W) float32`` each, from :attr:`edge_source`.
 
         ``image``: ``(H, W, 3) uint8`` RGB, or grayscale ``(H, W)`` / RGBA ``(H, W, 4)`` (converted).
         """

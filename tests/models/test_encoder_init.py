@@ -15,7 +15,7 @@ from deconv_gui.io.hed_weights import CAFFE_BGR_MEAN, read_hed_weights
 from deconv_gui.models.deconvnet import deconvnet
 from deconv_gui.models.encoder_init import encoder_parameters, fold_caffe_input, load_vgg16_encoder
 from deconv_gui.models.fcn import fcn8s
-from deconv_gui.models.hed import HED, caffe_input
+from deconv_gui.proposals.hed_edges import HED, caffe_input
 from tests.models.hed_files import write_hed_file
 
 pytest.importorskip("h5py")
