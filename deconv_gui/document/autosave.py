@@ -33,6 +33,7 @@ from PIL import Image, PngImagePlugin
 
 from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.io.atomic import atomic_path
+from deconv_gui.io.files import resolved
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def autosave_path(image_path: Path, project_dir: Path | None = None) -> Path:
     image_path = Path(image_path)
     if project_dir is None:
         return image_path.parent / AUTOSAVE_DIR / f"{image_path.name}{SUFFIX}"
-    tag = hashlib.sha1(str(image_path.resolve()).encode("utf-8")).hexdigest()[:10]
+    tag = hashlib.sha1(os.fsencode(resolved(image_path))).hexdigest()[:10]
     return Path(project_dir) / f"{image_path.stem}-{tag}{SUFFIX}"
 
 

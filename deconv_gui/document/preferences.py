@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from deconv_gui.io.atomic import atomic_write_bytes
+from deconv_gui.io.files import resolved
 from deconv_gui.postprocess.crf import CRFParams
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,10 @@ class Preferences:
         self.crf = dataclasses.asdict(params)
 
     def add_recent_file(self, path: str | os.PathLike[str]) -> None:
-        self.recent_files = _push(self.recent_files, str(Path(path).resolve()))
+        self.recent_files = _push(self.recent_files, str(resolved(path)))
 
     def add_recent_weights(self, path: str | os.PathLike[str]) -> None:
-        self.recent_weights = _push(self.recent_weights, str(Path(path).resolve()))
+        self.recent_weights = _push(self.recent_weights, str(resolved(path)))
 
 
 def _push(items: list[str], item: str) -> list[str]:
