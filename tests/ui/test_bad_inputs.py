@@ -75,3 +75,31 @@ def test_opening_a_bad_link_is_one_message(qtbot, disc_ckpt, tmp_path, kind):
     assert ("symbolic link loop" if kind == "loop" else "broken symbolic link") in message
     assert tracebacks == [] and window.last_error == message
     window.close()
+
+
+def test_bad_preferences_start_the_app_and_an_unwritable_config_still_closes(qtbot, isolated_config, disc_ckpt,
+                                                                             tmp_path):
+    from deconv_gui.document.preferences import load_preferences
+    from deconv_gui.ui.main_window import MainWindow
+
+    prefs_file = isolated_config / "preferences.json"
+    prefs_file.write_text(json.dumps({"recent_files": 5, "annotation_folder": ["a"], "device": None,
+                                      "edge_model_file": 42, "num_proposals": 6}))
+    window = MainWindow(load_preferences())
+    qtbot.addWidget(window)
+    window.show()
+    tracebacks = _no_traceback(window, qtbot)
+    c = window.controller
+    assert c.prefs.device == "auto" and c.prefs.edge_model_file is None and c.prefs.num_proposals == 6
+    with qtbot.waitSignal(c.model_changed, timeout=WAIT_MS):
+        c.load_weights(disc_ckpt)
+    image = tmp_path / "scene.png"
+    Image.fromarray(make_scene(5, height=120, width=160, min_size=40, max_size=90).image).save(image)
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        c.open_paths([image])
+    assert c.session.shown is not None and tracebacks == []
+    assert len(list(isolated_config.glob("preferences.json.bad-*"))) == 1
+    prefs_file.unlink()
+    prefs_file.mkdir()  # the preferences cannot be written now: closing must still work
+    window.close()
+    assert not window.isVisible()
