@@ -264,7 +264,16 @@ def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's
     return lambda image: segmenter.segment(image).label
 
 
+def _printable_names() -> None:
+    """File names that are not UTF-8 print as ``\\udce9`` escapes instead of raising UnicodeEncodeError (stdout is
+    strict under a UTF-8 locale; stderr already escapes)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_names()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,

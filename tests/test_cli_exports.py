@@ -140,3 +140,19 @@ def test_segment_a_bad_link_is_one_line(square_ckpt: Path, tmp_path: Path, capsy
     assert main(["segment", str(link), "--weights", str(square_ckpt), "--out", str(tmp_path / "out"), *ARGS]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {link}: {reason}") and err.count("\n") == 1
+
+
+def test_an_output_folder_named_in_latin1_prints_under_a_strict_utf8_stdout(square_ckpt: Path, tmp_path: Path) -> None:
+    """Under en_US.UTF-8 stdout is strict: the summary line naming the folder must not raise."""
+    import os
+    import subprocess
+    import sys
+
+    image = tmp_path / "a.png"
+    Image.fromarray(make_scene(0, height=120, width=160).image).save(image)
+    out = os.fsencode(tmp_path) + b"/r\xe9sultats"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "deconv_gui.cli", "segment", str(image), "--weights", str(square_ckpt),
+                           "--out", os.fsdecode(out), *ARGS], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.endswith(b"r\\udce9sultats\n") and os.path.exists(out + b"/a.png")
