@@ -113,17 +113,24 @@ def _make_segmenter(args: argparse.Namespace, progress_bar: bool = True):  # noq
     return Segmenter(runner, partner=partner, proposer=proposer, options=options)
 
 
-def _segment_inputs(path: Path) -> list[Path]:
-    from deconv_gui.io.images import list_images
+def _segment_inputs(path: Path):  # noqa: ANN202 - ImageListing, imported late
+    """The images to segment and the folder entries that were skipped (with the reason)."""
+    from deconv_gui.io.files import not_a_file_reason
+    from deconv_gui.io.images import ImageListing, scan_images
 
     if path.is_dir():
-        files = list_images(path)
-        if not files:
-            raise DeconvGuiError("no images in this folder", path)
-        return files
-    if not path.exists():
+        listing = scan_images(path)
+        if not listing.images:
+            detail = f" ({len(listing.skipped)} entries skipped: {'; '.join(listing.skipped_lines(3))})" \
+                if listing.skipped else ""
+            raise DeconvGuiError(f"no images in this folder{detail}", path)
+        return listing
+    reason = not_a_file_reason(path)
+    if reason == "file not found":
         raise DeconvGuiError("no such file or folder", path)
-    return [path]
+    if reason is not None:
+        raise DeconvGuiError(reason, path)
+    return ImageListing(images=[path])
 
 
 def _export_formats(args: argparse.Namespace) -> list[str]:
@@ -162,7 +169,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from deconv_gui.inference.exports import export_folder, export_result
     from deconv_gui.io.files import require_writable_folder
 
-    files = _segment_inputs(Path(args.input))
+    listing = _segment_inputs(Path(args.input))
+    files = listing.images
+    for line in listing.skipped_lines():
+        print(f"skipped: {line}", file=sys.stderr)
     out_dir = require_writable_folder(args.out)
     segmenter = _make_segmenter(args)
     formats = _export_formats(args)
@@ -175,7 +185,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         for path, image, result in items:
             export_result(out_dir, path.stem, image, result, formats, overwrite=True, image_name=path.name)
     bar.close()
-    print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}")
+    note = f" ({len(listing.skipped)} folder entries skipped, listed above)" if listing.skipped else ""
+    print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}{note}")
     return 1 if failed else 0
 
 
@@ -266,7 +277,16 @@ def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's
     return lambda image: segmenter.segment(image).label
 
 
+def _printable_names() -> None:
+    """File names that are not UTF-8 print as ``\\udce9`` escapes instead of raising UnicodeEncodeError (stdout is
+    strict under a UTF-8 locale; stderr already escapes)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_names()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,

@@ -16,7 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from deconv_gui.cli import main
-from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, synthetic_palette
+from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, make_scene, synthetic_palette
 from deconv_gui.io.checkpoints import ModelMeta, save_checkpoint
 from deconv_gui.models.registry import build_model
 
@@ -103,3 +103,56 @@ def test_segment_single_image_coco_and_whole_image_components(square_ckpt: Path,
     (ann,) = coco["annotations"]  # the label map is "square" everywhere: one component, the whole image
     assert ann["category_id"] == SQUARE and ann["source"] == "component"
     assert _decode(ann["segmentation"]).all() and ann["bbox"] == [0, 0, entry["width"], entry["height"]]
+
+
+def test_segment_folder_with_a_latin1_name_and_odd_entries(square_ckpt: Path, tmp_path: Path, capsys) -> None:
+    """A name that is not UTF-8 is exported like any other (JSON keeps its bytes as \\udcXX escapes); loops,
+    broken links and sub-folders are each reported on one line and the run goes on."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed, name in ((0, b"good.png"), (1, b"caf\xe9.png")):
+        Image.fromarray(make_scene(seed, height=120, width=160).image).save(folder / os.fsdecode(name))
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "gone.png").symlink_to("nowhere.png")
+    (folder / "sub").mkdir()
+    out = tmp_path / "out"
+    assert main(["segment", str(folder), "--weights", str(square_ckpt), "--out", str(out), "--instances", "--coco",
+                 *ARGS]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 2 images segmented" in captured.out and "3 folder entries skipped" in captured.out
+    assert f"skipped: {folder / 'loop.png'}: symbolic link loop" in captured.err
+    assert f"skipped: {folder / 'gone.png'}: broken symbolic link" in captured.err
+    assert f"skipped: {folder / 'sub'}: folder" in captured.err
+    raw = (out / "coco.json").read_bytes()
+    assert b"caf\\udce9.png" in raw  # valid UTF-8, the bad byte as an escape
+    coco = json.loads(raw.decode("utf-8"))
+    assert sorted(os.fsencode(i["file_name"]) for i in coco["images"]) == [b"caf\xe9.png", b"good.png"]
+    inst = json.loads((out / os.fsdecode(b"caf\xe9_instances.json")).read_bytes().decode("utf-8"))
+    assert os.fsencode(inst["image"]) == b"caf\xe9.png" and inst["instances"]
+
+
+@pytest.mark.parametrize(("target", "reason"), [("a.png", "symbolic link loop"), ("b.png", "broken symbolic link")])
+def test_segment_a_bad_link_is_one_line(square_ckpt: Path, tmp_path: Path, capsys, target: str, reason: str) -> None:
+    link = tmp_path / "a.png"
+    link.symlink_to(target)
+    assert main(["segment", str(link), "--weights", str(square_ckpt), "--out", str(tmp_path / "out"), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {link}: {reason}") and err.count("\n") == 1
+
+
+def test_an_output_folder_named_in_latin1_prints_under_a_strict_utf8_stdout(square_ckpt: Path, tmp_path: Path) -> None:
+    """Under en_US.UTF-8 stdout is strict: the summary line naming the folder must not raise."""
+    import os
+    import subprocess
+    import sys
+
+    image = tmp_path / "a.png"
+    Image.fromarray(make_scene(0, height=120, width=160).image).save(image)
+    out = os.fsencode(tmp_path) + b"/r\xe9sultats"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "deconv_gui.cli", "segment", str(image), "--weights", str(square_ckpt),
+                           "--out", os.fsdecode(out), *ARGS], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.endswith(b"r\\udce9sultats\n") and os.path.exists(out + b"/a.png")

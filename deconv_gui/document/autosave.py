@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from PIL import Image, PngImagePlugin
 
 from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.io.atomic import atomic_path
+from deconv_gui.io.files import resolved
+from deconv_gui.io.images import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def autosave_path(image_path: Path, project_dir: Path | None = None) -> Path:
     image_path = Path(image_path)
     if project_dir is None:
         return image_path.parent / AUTOSAVE_DIR / f"{image_path.name}{SUFFIX}"
-    tag = hashlib.sha1(str(image_path.resolve()).encode("utf-8")).hexdigest()[:10]
+    tag = hashlib.sha1(os.fsencode(resolved(image_path))).hexdigest()[:10]
     return Path(project_dir) / f"{image_path.stem}-{tag}{SUFFIX}"
 
 
@@ -99,14 +102,26 @@ def _set_aside(path: Path, reason: str) -> Path | None:
 
 
 def read_edits(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """``(label (H, W) uint8, edited (H, W) bool, metadata)``; any problem raises ``ValueError``."""
+    """``(label (H, W) uint8, edited (H, W) bool, metadata)``; any problem raises ``ValueError``.
+
+    A PNG whose header claims more pixels than any image the app opens (a decompression bomb) is refused from
+    its header, before anything is decoded or allocated."""
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+            im = Image.open(path)
+        with im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"PNG header claims {width}×{height} pixels, more than the "
+                                 f"{MAX_IMAGE_PIXELS / 1e6:.4g} MP an image may have")
             im.load()
             text = im.text.get(TEXT_KEY) if hasattr(im, "text") else None
             if im.mode != "LA":
                 raise ValueError(f"not an edits file (PNG mode {im.mode}, expected LA)")
             pixels = np.asarray(im)
+    except Image.DecompressionBombError as exc:  # above 2 × Pillow's limit: refused by Image.open itself
+        raise ValueError(f"PNG header claims too many pixels ({exc})") from exc
     except (OSError, SyntaxError) as exc:  # PIL raises these for truncated / broken files
         raise ValueError(f"unreadable PNG ({exc})") from exc
     if not text:

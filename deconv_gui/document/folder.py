@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deconv_gui.document.session import ImageState
-from deconv_gui.io.images import IMAGE_SUFFIXES, list_images
+from deconv_gui.io.images import IMAGE_SUFFIXES, scan_images
 
 
 @dataclass
@@ -17,6 +17,8 @@ class FolderModel:
     states: dict[Path, ImageState] = field(default_factory=dict)
     current: int = -1
     folder: Path | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """Entries of the opened folders left out, with the reason (see :class:`~deconv_gui.io.images.ImageListing`)."""
 
     @classmethod
     def from_paths(cls, paths: list[Path]) -> FolderModel:
@@ -24,17 +26,29 @@ class FolderModel:
         files: list[Path] = []
         seen: set[Path] = set()
         folder = None
+        skipped: list[tuple[Path, str]] = []
         for p in paths:
             p = Path(p)
-            found = list_images(p) if p.is_dir() else [p] if p.suffix.lower() in IMAGE_SUFFIXES else []
-            if p.is_dir() and folder is None:
-                folder = p
+            if p.is_dir():
+                listing = scan_images(p)
+                found, folder = listing.images, folder or p
+                skipped += listing.skipped
+            else:
+                found = [p] if p.suffix.lower() in IMAGE_SUFFIXES else []
             for f in found:
                 if f not in seen:
                     seen.add(f)
                     files.append(f)
-        model = cls(files=files, states={f: "not run" for f in files}, current=0 if files else -1, folder=folder)
-        return model
+        return cls(files=files, states={f: "not run" for f in files}, current=0 if files else -1, folder=folder,
+                   skipped=skipped)
+
+    def skipped_message(self, limit: int = 3) -> str | None:
+        """``"skipped N entries: a.png (symbolic link loop); sub (folder ...)"`` or None when nothing was."""
+        if not self.skipped:
+            return None
+        shown = "; ".join(f"{p.name} ({reason})" for p, reason in self.skipped[:limit])
+        more = f"; and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+        return f"skipped {len(self.skipped)} folder entr{'y' if len(self.skipped) == 1 else 'ies'}: {shown}{more}"
 
     def __len__(self) -> int:
         return len(self.files)

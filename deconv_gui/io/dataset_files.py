@@ -59,6 +59,15 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _read_lines(listing: Path) -> list[str]:
+    """The lines of a split list, decoded as file names are (UTF-8, other bytes kept as :func:`os.fsdecode`
+    keeps them), so a listed Latin-1 name finds its file."""
+    try:
+        return listing.read_bytes().decode("utf-8", errors="surrogateescape").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"cannot read the split list: {exc.strerror or exc}", listing) from exc
+
+
 _VOID_NAMES = ("unlabelled", "unlabeled", "void")
 
 
@@ -79,7 +88,7 @@ def read_class_names(root: Path) -> list[str] | None:
 def _camvid(root: Path, split: str) -> DatasetFiles:
     listing = _require(root / f"{split}.txt", f"CamVid split list '{split}.txt'")
     images, labels = [], []
-    for n, line in enumerate(listing.read_text().splitlines(), 1):
+    for n, line in enumerate(_read_lines(listing), 1):
         parts = line.split()
         if not parts:
             continue
@@ -103,7 +112,7 @@ def _voc(root: Path, split: str) -> DatasetFiles:
     if (root / "VOC2012").is_dir() and not (root / "JPEGImages").is_dir():
         root = root / "VOC2012"
     listing = _require(root / "ImageSets" / "Segmentation" / f"{split}.txt", f"VOC split list '{split}.txt'")
-    ids = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+    ids = [s.strip() for s in _read_lines(listing) if s.strip()]
     if not ids:
         raise DatasetError("the split list is empty", listing)
     images = [_require(root / "JPEGImages" / f"{i}.jpg", "image listed in the split file") for i in ids]
@@ -118,7 +127,7 @@ def _folder(root: Path, split: str) -> DatasetFiles:
     mask_dir = _require(root / "masks", "folder dataset's 'masks' directory")
     listing = root / f"{split}.txt"
     if listing.exists():
-        stems = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
+        stems = [s.strip() for s in _read_lines(listing) if s.strip()]
         if not stems:
             raise DatasetError("the split list is empty", listing)
         by_stem = {p.stem: p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}

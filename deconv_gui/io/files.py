@@ -7,7 +7,9 @@ specific to its format.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -21,12 +23,17 @@ def require_readable_file(
 
     ``what`` names the expected kind of file with its article ("an image file", "a checkpoint file") for the
     folder message. Raises ``error`` (message: the path and one of "file not found", "is a folder, not
-    <what>", "cannot read: permission denied", "cannot read: <reason>", "empty file (0 bytes)").
+    <what>", "symbolic link loop", "broken symbolic link (...)", "not a regular file (...)", "cannot read:
+    permission denied", "cannot read: <reason>", "empty file (0 bytes)"). A named pipe is refused before it is
+    opened (opening one would block until something writes to it).
     """
     p = Path(path)
+    reason = not_a_file_reason(p)
+    if reason == "is a folder":
+        raise error(f"is a folder, not {what}", p)
+    if reason is not None:
+        raise error(reason, p)
     try:
-        if p.is_dir():
-            raise error(f"is a folder, not {what}", p)
         size = p.stat().st_size
         with p.open("rb"):
             pass
@@ -39,6 +46,46 @@ def require_readable_file(
     if size == 0:
         raise error("empty file (0 bytes)", p)
     return p
+
+
+def not_a_file_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file (following symbolic links), or None when it is one.
+
+    The reasons: "file not found", "is a folder", "symbolic link loop", "broken symbolic link (its target ...
+    does not exist)", "not a regular file (a named pipe | a socket | a device)", "cannot read: <reason>".
+    """
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        if os.path.islink(p):
+            try:
+                target = os.readlink(p)
+            except OSError:
+                target = "?"
+            return f"broken symbolic link (its target {target!r} does not exist)"
+        return "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if isinstance(exc, PermissionError):
+            return "cannot read: permission denied"
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"not a regular file ({kind})"
+
+
+def resolved(path: str | os.PathLike[str]) -> Path:
+    """``path`` made absolute with its symbolic links resolved as far as they go; never raises (Python 3.11's
+    ``Path.resolve`` raises ``RuntimeError`` on a symbolic link loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def require_writable_folder(path: str | os.PathLike[str]) -> Path:

@@ -27,13 +27,14 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from deconv_gui.core.errors import ImageReadError
-from deconv_gui.io.files import require_readable_file
+from deconv_gui.io.files import not_a_file_reason, require_readable_file
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,28 @@ def open_pil_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_IMAGE_
         yield im
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly inside ``folder`` (not recursive), by suffix (case-insensitive), sorted by name.
+@dataclass
+class ImageListing:
+    """What :func:`scan_images` found in a folder: its image files (sorted by name) and what it left out, each
+    ``(path, reason)`` — sub-folders, symbolic link loops, broken links, pipes, unreadable entries. Files
+    whose suffix is not an image's (``notes.txt``) and hidden entries (names starting with ``.``, e.g. macOS
+    ``._x.jpg`` companions) are left out without a word."""
 
-    Hidden files (names starting with ``.``, e.g. macOS ``._x.jpg`` companions) are skipped.
-    """
+    images: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def skipped_lines(self, limit: int = 10) -> list[str]:
+        """One ``"<path>: <reason>"`` line per skipped entry, the ones past ``limit`` summed up in a last line."""
+        lines = [f"{p}: {reason}" for p, reason in self.skipped[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"… and {len(self.skipped) - limit} more entries")
+        return lines
+
+
+def scan_images(folder: str | os.PathLike[str]) -> ImageListing:
+    """The image files directly inside ``folder`` (not recursive) by suffix (case-insensitive), and what was
+    skipped and why (see :class:`ImageListing`). Raises :class:`ImageReadError` for a missing or unlistable
+    folder."""
     root = Path(folder)
     if not root.is_dir():
         raise ImageReadError("folder not found" if not root.exists() else "not a folder", root)
@@ -119,11 +137,24 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
         entries = list(root.iterdir())
     except OSError as exc:
         raise ImageReadError(f"cannot list folder: {exc.strerror or exc}", root) from exc
-    found = [
-        e for e in entries
-        if e.suffix.lower() in IMAGE_SUFFIXES and not e.name.startswith(".") and e.is_file()
-    ]
-    return sorted(found, key=lambda e: e.name)
+    listing = ImageListing()
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        reason = not_a_file_reason(entry)
+        if reason == "is a folder":
+            reason = "folder (images in sub-folders are not read)"
+        if reason is not None:
+            listing.skipped.append((entry, reason))
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            listing.images.append(entry)
+    return listing
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files directly inside ``folder`` (not recursive), by suffix (case-insensitive), sorted by name;
+    :func:`scan_images` also says what was skipped."""
+    return scan_images(folder).images
 
 
 def _to_rgb_uint8(im: Image.Image) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,10 +99,17 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as UTF-8 JSON (indent 2) atomically.
 
     numpy scalars and arrays become numbers and lists, paths become strings, tuples and sets become lists,
-    and non-finite floats (nan, ±inf) become ``null`` so the file is strict JSON.
+    and non-finite floats (nan, ±inf) become ``null`` so the file is strict JSON. A file name that is not valid
+    UTF-8 reaches Python as :func:`os.fsdecode` makes it (each bad byte a lone surrogate ``U+DC80..U+DCFF``); such
+    characters are written as ``\\udcXX`` escapes, so the file stays valid UTF-8 and
+    ``os.fsencode(json.load(f)[...])`` gives back the name's bytes.
     """
     text = json.dumps(_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -90,7 +90,8 @@ def write_voc_dataset(
     train, val = voc_split(ids, val_every)
     for name, listed in (("train", train), ("val", val), ("trainval", ids)):
         path = out / SPLIT_DIR / f"{name}.txt"
-        atomic_write_bytes(path, ("\n".join(listed) + "\n").encode("utf-8"))
+        # ids come from file names: one that is not UTF-8 is written as its original bytes (os.fsencode)
+        atomic_write_bytes(path, ("\n".join(listed) + "\n").encode("utf-8", errors="surrogateescape"))
         written.append(path)
     atomic_write_bytes(out / "classes.txt", ("\n".join(class_names) + "\n").encode("utf-8"))
     written.append(out / "classes.txt")

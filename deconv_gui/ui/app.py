@@ -68,7 +68,7 @@ def run_app(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from deconv_gui.cli import DEMO_WEIGHTS, ensure_demo_scene
-    from deconv_gui.document.preferences import load_preferences
+    from deconv_gui.document.preferences import read_preferences
     from deconv_gui.ui.main_window import MainWindow
 
     _leave_a_core_for_the_gui()
@@ -76,7 +76,9 @@ def run_app(argv: list[str]) -> int:
     app.setApplicationName("deconv_gui")
     app.setOrganizationName("deconv_gui")
     app.setStyle("Fusion")  # the palette follows the system's light/dark scheme
-    prefs = load_preferences()
+    prefs, problems = read_preferences()
+    for problem in problems:
+        logging.getLogger("deconv_gui").warning("%s", problem)
     if args.device:
         prefs.device = args.device
     window = MainWindow(prefs)
@@ -91,6 +93,9 @@ def run_app(argv: list[str]) -> int:
         window.statusBar().showMessage("no bundled model: File → Load weights… (Ctrl+L)")
     if args.partner:
         c.load_partner(Path(args.partner))
+    if problems:
+        window.statusBar().showMessage(
+            problems[0] if len(problems) == 1 else f"{len(problems)} preferences were invalid; see the log", 15000)
     c.open_paths([Path(args.path)] if args.path else [ensure_demo_scene()])
     shot = os.environ.get("DECONV_GUI_SCREENSHOT")
     if shot:

@@ -84,14 +84,23 @@ class Controller(QObject):
 
     def open_paths(self, paths: list[Path]) -> None:
         """Open files and/or folders: they become the file list; the first image is shown."""
-        folder = FolderModel.from_paths([Path(p) for p in paths])
+        try:
+            folder = FolderModel.from_paths([Path(p) for p in paths])
+        except DeconvGuiError as exc:  # an unlistable folder
+            self.error.emit(str(exc))
+            return
+        skipped = folder.skipped_message()
         if not len(folder):
-            self.error.emit(f"no images found in {', '.join(str(p) for p in paths)}")
+            self.error.emit(f"no images found in {', '.join(str(p) for p in paths)}" + (f" ({skipped})" if skipped else ""))
             return
         self.folder = folder
         self.folder_changed.emit(folder)
         for p in paths:
             self.prefs.add_recent_file(p)
+        if skipped:
+            for p, reason in folder.skipped:
+                log.warning("%s: skipped (%s)", p, reason)
+            self.status.emit(skipped)
         self.open_image(folder.files[0])
 
     def open_image(self, path: Path) -> None:

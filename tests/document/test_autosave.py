@@ -140,3 +140,31 @@ def test_kill_9_during_autosave_leaves_the_previous_one_intact(tmp_path):
     k = (label - noise) // 2
     assert (k == k[0, 0]).all() and edited.all()
     assert int(k[0, 0]) in (done % 100, (done + 1) % 100)  # the last completed save (or the next, complete)
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A small real LA autosave whose IHDR is rewritten (CRC fixed) to claim ``width`` × ``height``."""
+    import struct
+    import zlib
+
+    layer = _layer()
+    save_edits(path, layer.label, layer.edited, image_name="scene.png", digest="d")
+    data = bytearray(path.read_bytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side", [100_000, 10_000])  # above 2× Pillow's limit (its error), and under it (warning)
+def test_decompression_bomb_autosave_is_kept_aside_like_any_corrupt_one(tmp_path, side):
+    path = _png_claiming(tmp_path / ".deconv_gui" / "scene.png.edits.png", side, side)
+    original = path.read_bytes()
+    with pytest.raises(AutosaveCorrupt, match="claims") as info:
+        load_edits(path, image_hw=(30, 40), digest=None)
+    kept = info.value.kept
+    assert kept is not None and ".corrupt-" in kept.name and kept.read_bytes() == original and not path.exists()
+    store = EditsStore()  # read for an export (no setting aside): ignored, not raised
+    _png_claiming(path, side, side)
+    assert store.load(tmp_path / "scene.png", np.zeros((30, 40, 3), np.uint8), set_aside=False) is None

@@ -99,3 +99,18 @@ def test_folder_export_uses_autosaved_edits_of_images_not_open(tmp_path, tiny_de
     job(no_progress, CancelToken())
     label = read_label_png(tmp_path / "out" / "a.png")
     assert (label[10:40, 10:50] == 5).all() and (label[layer.edited] == 5).all()
+
+
+def test_a_latin1_image_name_round_trips_through_the_voc_lists(tmp_path):
+    import os
+
+    name = os.fsdecode(b"caf\xe9")  # a file name that is not UTF-8, as Python holds it
+    scene = make_scene(0, height=48, width=64)
+    label = scene.semantic.astype(np.uint8)
+    names = list(SYNTHETIC_CLASSES)
+    root = tmp_path / "voc"
+    write_voc_dataset(root, [(name, scene.image, label), ("plain", scene.image, label)], names,
+                      np.zeros((len(names), 3), np.uint8), val_every=2)
+    assert b"caf\xe9\n" in (root / "ImageSets" / "Segmentation" / "trainval.txt").read_bytes()
+    both = open_dataset(root, "voc", "trainval")
+    assert len(both) == 2 and np.array_equal(both.label(0), label)

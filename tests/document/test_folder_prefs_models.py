@@ -15,6 +15,7 @@ from deconv_gui.document.preferences import (
     Preferences,
     load_preferences,
     preferences_path,
+    read_preferences,
     save_preferences,
 )
 from deconv_gui.postprocess.crf import CRFParams
@@ -81,3 +82,49 @@ def test_read_meta_and_bundled_models(tiny_deconvnet_ckpt, tiny_fcn_ckpt, tmp_pa
     assert bundled_models(tmp_path / "missing") == []
     with pytest.raises(CheckpointError, match="b_broken.pt"):
         read_meta(folder / "b_broken.pt")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("recent_files", 5), ("recent_weights", "w.pt"), ("annotation_folder", ["a"]), ("device", None),
+    ("device", "tpu"), ("edge_model_file", 42), ("num_proposals", True), ("num_proposals", -3),
+    ("crf", {"nonsense": 1}), ("crf", [1, 2]),
+])
+def test_a_bad_preference_is_its_default_one_warning_and_the_file_kept(tmp_path, field, value):
+    path = tmp_path / "preferences.json"
+    other = {"num_proposals": 7} if field != "num_proposals" else {"device": "cpu"}
+    original = json.dumps({field: value, **other})
+    path.write_text(original)
+    prefs, problems = read_preferences(path)
+    assert getattr(prefs, field) == getattr(Preferences(), field)
+    assert all(getattr(prefs, k) == v for k, v in other.items())  # the other fields are kept
+    assert len(problems) == 1 and f"'{field}'" in problems[0] and str(path) in problems[0]
+    (kept,) = tmp_path.glob("preferences.json.bad-*")
+    assert kept.read_text() == original and kept.name in problems[0]
+    save_preferences(prefs, path)  # the save on exit writes valid preferences; the user's text stays aside
+    assert read_preferences(path) == (prefs, []) and kept.read_text() == original
+
+
+def test_a_list_with_a_bad_item_keeps_the_good_ones(tmp_path):
+    path = tmp_path / "preferences.json"
+    path.write_text(json.dumps({"recent_files": ["/a.png", 3, "/b.png"]}))
+    prefs, problems = read_preferences(path)
+    assert prefs.recent_files == ["/a.png", "/b.png"] and len(problems) == 1 and "'recent_files'" in problems[0]
+
+
+def test_a_corrupt_preferences_file_is_copied_aside_before_anything_overwrites_it(tmp_path):
+    path = tmp_path / "preferences.json"
+    path.write_bytes(b'{"device": "cpu", "recent_fi')
+    prefs, problems = read_preferences(path)
+    assert prefs == Preferences() and len(problems) == 1 and "unreadable preferences" in problems[0]
+    (kept,) = tmp_path.glob("preferences.json.bad-*")
+    assert kept.read_bytes() == b'{"device": "cpu", "recent_fi'
+    read_preferences(path)  # read twice (two app starts): a second copy, the first one untouched
+    assert len(list(tmp_path.glob("preferences.json.bad-*"))) == 2
+
+
+def test_saving_into_an_unwritable_place_warns_once_and_never_raises(tmp_path, caplog):
+    path = tmp_path / "preferences.json"
+    path.mkdir()  # a folder where the file should be: the atomic write refuses (OutputError)
+    for _ in range(3):
+        assert save_preferences(Preferences(), path) == path
+    assert len([r for r in caplog.records if "cannot save preferences" in r.getMessage()]) == 1

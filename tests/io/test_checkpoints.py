@@ -173,3 +173,23 @@ def test_bad_contents(tmp_path: Path) -> None:
     meta = {**_meta().to_plain(), "num_classes": "two"}
     _assert_refused(_save_raw(tmp_path / "typed.pt", meta=meta), "malformed")
     _assert_refused(_save_raw(tmp_path / "nostate.pt", state_dict=[1, 2]), "state_dict")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("half", [False, True])
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path: Path, bad: float, half: bool) -> None:
+    state = _state()
+    state["bn.running_var"][3] = bad
+    path = tmp_path / "diverged.pt"
+    save_checkpoint(path, state, _meta(), half=half)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert info.value.path == str(path)
+    assert info.value.reason.startswith("refused: weight 'bn.running_var' holds 1 NaN/infinite value of 8")
+
+
+def test_huge_finite_weights_are_not_mistaken_for_inf(tmp_path: Path) -> None:
+    state = _state()
+    state["conv.weight"][:] = 3e38  # the sum overflows to inf; every value is finite
+    save_checkpoint(tmp_path / "big.pt", state, _meta())
+    assert torch.equal(load_checkpoint(tmp_path / "big.pt")[0]["conv.weight"], state["conv.weight"])

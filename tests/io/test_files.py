@@ -62,3 +62,25 @@ def test_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(OutputError, match="folder is not writable: Permission denied") as info:
         require_writable_folder(tmp_path)
     assert info.value.path == str(tmp_path)
+
+
+def test_links_loops_and_pipes_are_named_not_followed_forever(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "gone.png").symlink_to("nowhere.png")
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would block until a writer comes: it must be refused unopened
+    expected = {
+        "loop.png": "symbolic link loop",
+        "gone.png": "broken symbolic link (its target 'nowhere.png' does not exist)",
+        "pipe.png": "not a regular file (a named pipe)",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(ImageReadError) as info:
+            require_readable_file(tmp_path / name, "an image file", ImageReadError)
+        assert info.value.reason == reason and info.value.path == str(tmp_path / name)
+
+
+def test_resolved_survives_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    assert files.resolved(tmp_path / "loop.png") == tmp_path / "loop.png"

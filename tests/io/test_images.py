@@ -12,7 +12,7 @@ from PIL import Image, ImageFile
 
 from deconv_gui.core.errors import ImageReadError
 from deconv_gui.io import images
-from deconv_gui.io.images import IMAGE_SUFFIXES, list_images, read_image
+from deconv_gui.io.images import IMAGE_SUFFIXES, list_images, read_image, scan_images
 
 
 def _check_rgb(arr: np.ndarray, height: int, width: int) -> None:
@@ -234,6 +234,23 @@ def test_list_images_sorted_case_insensitive(tmp_path: Path) -> None:
     (tmp_path / "sub.png").mkdir()
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "c.TIFF", "d.webp"]
     assert ".pgm" in IMAGE_SUFFIXES
+
+
+def test_scan_images_says_what_it_skipped_and_why(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_bytes(b"x")  # not an image name: left out quietly
+    (tmp_path / "link.png").symlink_to("a.png")  # a link to an image is an image
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "gone.jpg").symlink_to("nowhere.jpg")
+    (tmp_path / "sub").mkdir()
+    listing = scan_images(tmp_path)
+    assert [p.name for p in listing.images] == ["a.png", "link.png"]
+    assert [(p.name, reason) for p, reason in listing.skipped] == [
+        ("gone.jpg", "broken symbolic link (its target 'nowhere.jpg' does not exist)"),
+        ("loop.png", "symbolic link loop"),
+        ("sub", "folder (images in sub-folders are not read)"),
+    ]
+    assert listing.skipped_lines(limit=2)[-1] == "… and 1 more entries"
 
 
 def test_list_images_missing_folder(tmp_path: Path) -> None:
