@@ -2,7 +2,8 @@
 
 Run from the repository root (no display needed)::
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py [--proposals 4] [--skip-full] [--repeats 1]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py [--proposals 4] [--skip-full]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py --cancel-only --cancel-repeats 10 --proposals 50
 
 It opens the real :class:`~deconv_gui.ui.main_window.MainWindow` offscreen on a 480×360 synthetic scene and
 segments it with (a) the bundled demo model ``resources/weights/demo_synthetic.pt`` (or, when it is missing,
@@ -11,7 +12,10 @@ a random-init DeconvNet at width 0.0625) and (b) the full-width DeconvNet (rando
 run is in flight a 5 ms QTimer on the GUI thread records its ticks; the table gives the run time, the number of
 ticks and the longest and 99th-percentile gap between ticks (5 ms = perfectly smooth; the target is < 50 ms).
 A second row per model measures a recombine (toggle one proposal) the same way, and a last line per model the
-time from Cancel (pressed just after the first crops) until the run has stopped. torch runs on all cores but one,
+time from Cancel (pressed 50 ms after the first crops; with ``--cancel-repeats N``, N runs cancelled at staggered
+moments 50–750 ms after them, so different layers are in flight) until the run has reported back as cancelled on
+the GUI thread: median and max. ``--no-slicing`` measures the old way, where only the start of each layer checks
+the token and fc6 / fc6-deconv run to their end. torch runs on all cores but one,
 as in the app. Timings are wall-clock on a shared machine: rows can differ by ±30 % between runs.
 
 Last, the time per brush-stroke update on a 4000×3000 photo (``--stroke-only`` runs just that): the window shows a
@@ -87,8 +91,9 @@ def _measure(app, controller, start) -> tuple[float, np.ndarray]:
     return seconds, np.diff(np.asarray([t0, *ticks])) * 1000.0
 
 
-def _cancel_latency(controller) -> float:
-    """Start a run, cancel it as soon as the first crops are done, return seconds until it reports cancelled."""
+def _cancel_latency(controller, delay_ms: int = 50) -> float:
+    """Start a run, cancel it ``delay_ms`` after the first crops are done, return seconds until it reports
+    cancelled (nan when it finished first)."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
@@ -96,7 +101,7 @@ def _cancel_latency(controller) -> float:
 
     def on_progress(done: int, _total: int, stage: str) -> None:
         if stage == "crops" and done > 0 and not when:
-            QTimer.singleShot(50, lambda: (when.append(time.perf_counter()), controller.cancel()))
+            QTimer.singleShot(delay_ms, lambda: (when.append(time.perf_counter()), controller.cancel()))
 
     controller.progress.connect(on_progress)
     controller.run_cancelled.connect(loop.quit)
@@ -112,9 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposals", type=int, default=4)
     parser.add_argument("--skip-full", action="store_true", help="only the small model")
     parser.add_argument("--stroke-only", action="store_true", help="only the brush-stroke timing on 4000x3000")
+    parser.add_argument("--cancel-repeats", type=int, default=1, metavar="N",
+                        help="cancel N runs per model, at staggered moments mid-run; report median and max")
+    parser.add_argument("--cancel-only", action="store_true", help="only the cancel latency (no segment rows)")
+    parser.add_argument("--no-slicing", action="store_true",
+                        help="do not slice the huge fc layers (cancel checked only before each layer: the old way)")
     args = parser.parse_args(argv)
     if args.stroke_only:
         return _print_stroke_latency()
+    if args.no_slicing:
+        from deconv_gui.inference import cancellable
+
+        cancellable.SLICE_WEIGHTS = 1 << 62
 
     import torch
     from PIL import Image
@@ -137,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     small = (DEMO_WEIGHTS, "bundled demo") if DEMO_WEIGHTS.exists() else (_tiny_checkpoint(tmp), "tiny ×0.0625")
     models = [small] + ([] if args.skip_full else [(None, "full DeconvNet ×1.0")])
     rows = []
-    cancels: list[tuple[str, float]] = []
+    cancels: list[tuple[str, list[float]]] = []
     for weights, name in models:
         window = MainWindow(Preferences(num_proposals=args.proposals))
         window.show()
         c = window.controller
+        if args.cancel_only:  # open the image before a model is there: nothing segments it yet
+            _open_without_segmenting(app, c, scene)
         if weights is None:
             c.engine.set_runner(_full_runner(), tmp / "full_random_init")
             c.model_changed.emit(c.engine.describe())
@@ -152,21 +168,42 @@ def main(argv: list[str] | None = None) -> int:
             c.model_changed.connect(loaded.quit)
             c.load_weights(weights)
             loaded.exec()
-        seconds, gaps = _measure(app, c, lambda c=c: c.open_paths([scene]))
-        rows.append((name, "segment", seconds, gaps, c.session.shown.num_proposals, c.engine.describe()))
-        seconds, gaps = _measure(app, c, lambda c=c: c.set_included(0, False))
-        rows.append((name, "recombine", seconds, gaps, c.session.shown.num_proposals, ""))
-        c.session.raw = c.session.shown = None
-        cancels.append((name, _cancel_latency(c)))
+        if not args.cancel_only:
+            seconds, gaps = _measure(app, c, lambda c=c: c.open_paths([scene]))
+            rows.append((name, "segment", seconds, gaps, c.session.shown.num_proposals, c.engine.describe()))
+            seconds, gaps = _measure(app, c, lambda c=c: c.set_included(0, False))
+            rows.append((name, "recombine", seconds, gaps, c.session.shown.num_proposals, ""))
+        latencies = []
+        for k in range(args.cancel_repeats):
+            c.session.raw = c.session.shown = None
+            latencies.append(_cancel_latency(c, 50 + (k * 137) % 700))  # staggered: a different layer each time
+        cancels.append((name, latencies))
+        device = c.engine.describe()
         window.close()
-    print(f"{'model':22} {'work':10} {'props':>5} {'run_s':>7} {'ticks':>6} {'max_gap_ms':>10} {'p99_gap_ms':>10}")
+    if rows:
+        print(f"{'model':22} {'work':10} {'props':>5} {'run_s':>7} {'ticks':>6} {'max_gap_ms':>10} {'p99_gap_ms':>10}")
     for name, work, seconds, gaps, n, _device in rows:
         print(f"{name:22} {work:10} {n:5d} {seconds:7.2f} {len(gaps):6d} {gaps.max():10.1f} "
               f"{np.percentile(gaps, 99):10.1f}")
-    for name, seconds in cancels:
-        print(f"cancel latency, {name}: {seconds * 1000:.0f} ms (Cancel pressed mid-run until the run reported back)")
-    print(f"device: {rows[0][5]}; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; cpu_count={os.cpu_count()}")
-    return _print_stroke_latency()
+    for name, latencies in cancels:
+        ms = np.asarray(latencies) * 1000
+        done = ms[np.isfinite(ms)]
+        summary = (f"median {np.median(done):.0f} ms, max {done.max():.0f} ms over {len(done)} cancels"
+                   if len(done) else "no run was still going when Cancel came")
+        print(f"cancel latency, {name}: {summary} (Cancel pressed mid-run until the run reported back; "
+              f"{'huge layers whole' if args.no_slicing else 'huge layers sliced'})")
+    print(f"device: {device}; {args.proposals} proposals; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; "
+          f"cpu_count={os.cpu_count()}")
+    return 0 if args.cancel_only else _print_stroke_latency()
+
+
+def _open_without_segmenting(app, controller, scene: Path) -> None:
+    """Show ``scene`` in ``controller`` (no model loaded yet, so nothing runs); wait until it is there."""
+    controller.open_paths([scene])
+    deadline = time.monotonic() + 60
+    while controller.session is None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
 
 
 def stroke_latency(zoom: str, moves: int = 150, hw: tuple[int, int] = (3000, 4000)) -> np.ndarray:
