@@ -68,14 +68,14 @@ def pid_alive(pid: int) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return pid > 0  # it exists (another user's) / not a valid id at all
+    except PermissionError:
+        return True  # it exists, another user's
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False  # gone, or not a valid process id at all
     return True
 
 
-def is_stale_temp(path: Path, *, now: float | None = None) -> bool:
+def is_stale_temp(path: Path) -> bool:
     """Whether ``path`` is one of our temporaries whose writer is gone: its process id is not running here,
     or it is older than :data:`STALE_AGE_S` (the id was reused). A symlink never is."""
     pid = temp_owner(path.name)
@@ -87,7 +87,7 @@ def is_stale_temp(path: Path, *, now: float | None = None) -> bool:
         return False
     if not (path.is_file() or path.is_dir()) or path.is_symlink():
         return False
-    age = (time.time() if now is None else now) - st.st_mtime
+    age = time.time() - st.st_mtime
     return not pid_alive(pid) or age > STALE_AGE_S
 
 
