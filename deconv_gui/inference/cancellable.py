@@ -4,10 +4,12 @@ between slices of their weights too.
 The pipeline checks the token only between chunks of crops; one chunk of the full-width DeconvNet on a CPU takes
 seconds, too slow for Cancel. A pre-hook on every leaf module costs ~1 µs per layer. That alone still lets one
 layer run to its end: DeconvNet's fc6 (7×7 conv 512→4096) and fc6-deconv (its transpose) hold 103 M weights
-each, fc7 17 M, and reading them takes up to 0.1–0.9 s per call on a CPU (the work is memory-bound at batch 2). So, while
-:func:`cancellable` is active, a convolution with more than :data:`SLICE_WEIGHTS` weights runs as slices of its
-weight tensor's first dimension (output channels for a conv, input channels for a transposed conv: both are
-contiguous slices) with a check between slices. The sum is the same up to float rounding order.
+each, fc7 17 M, and one call takes up to 0.2–0.5 s on a CPU (memory-bound at batch 2; under bf16 autocast the
+weights are cast on every call). So, while :func:`cancellable` is active, a layer with more than
+:data:`SLICE_WEIGHTS` weights runs as slices of its weights with a check before each: a convolution by output
+channels, a transposed convolution by input channels (both contiguous slices), and the inference runner's GEMM
+forms of fc6-deconv and fc7 (:mod:`deconv_gui.inference.fuse`) by blocks of the product. Same result up to float
+rounding order; sliced, the bf16 CPU forward is even faster (each slice's cast weight stays in cache).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deconv_gui.core.cancel import CancelToken
+from deconv_gui.inference.fuse import DeconvAsMatmul, PointwiseConvAsMatmul
 
 #: Convolutions with more weights than this are sliced (DeconvNet ×1.0: fc6 and fc6-deconv, 13 slices each,
 #: fc7 (16.8 M) 3 slices; every other layer stays whole).
 SLICE_WEIGHTS = 8_000_000
+_GEMMS = (DeconvAsMatmul, PointwiseConvAsMatmul)
 
 
 @contextlib.contextmanager
@@ -38,8 +42,11 @@ def cancellable(models: list[nn.Module], cancel: CancelToken) -> Iterator[None]:
     leaves = [m for model in models for m in model.modules() if next(m.children(), None) is None]
     handles = [m.register_forward_pre_hook(check) for m in leaves]
     sliced = [m for m in leaves if _sliceable(m)]
+    gemms = [m for m in leaves if isinstance(m, _GEMMS) and m.weight_t.numel() > SLICE_WEIGHTS]
     for m in sliced:
         m.forward = _sliced_forward(m, cancel)  # an instance attribute: shadows the class's forward
+    for m in gemms:  # the inference runner's GEMM forms of fc7 and fc6-deconv slice themselves
+        m.check, m.slices = cancel.raise_if_cancelled, math.ceil(m.weight_t.numel() / SLICE_WEIGHTS)
     try:
         yield
     finally:
@@ -47,6 +54,8 @@ def cancellable(models: list[nn.Module], cancel: CancelToken) -> Iterator[None]:
             h.remove()
         for m in sliced:
             del m.forward
+        for m in gemms:
+            del m.check, m.slices  # back to the class defaults: one GEMM, no check
 
 
 def _sliceable(m: nn.Module) -> bool:

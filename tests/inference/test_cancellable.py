@@ -83,3 +83,46 @@ def test_sliced_layers_under_bf16_autocast_match_the_whole_ones(monkeypatch: pyt
         with cancellable([model], CancelToken()):
             got = model(x)["out"].float()
     assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+def _fused(model: nn.Module) -> nn.Module:
+    from deconv_gui.inference.fuse import fuse_batchnorm, layers_as_matmul
+
+    return layers_as_matmul(fuse_batchnorm(model))
+
+
+def test_the_app_runner_model_slices_fc6_and_its_gemm_forms_of_fc7_and_fc6_deconv() -> None:
+    from deconv_gui.inference.fuse import DeconvAsMatmul, PointwiseConvAsMatmul
+
+    with torch.device("meta"):
+        model = _fused(build_model("deconvnet", num_classes=21, width=1.0))
+    assert isinstance(model.fc6_deconv[0], DeconvAsMatmul) and isinstance(model.fc7[0], PointwiseConvAsMatmul)
+    assert [n for n, m in model.named_modules() if mod._sliceable(m)] == ["fc6.0"]
+    token = CountingToken()
+    with cancellable([model], token):
+        assert "forward" in vars(model.fc6[0])
+        assert (model.fc7[0].slices, model.fc6_deconv[0].slices) == (3, 13)
+        assert model.fc6_deconv[0].check == token.raise_if_cancelled
+    assert model.fc6_deconv[0].slices == 1 and model.fc6_deconv[0].check is None  # restored
+
+
+def test_sliced_gemm_forms_compute_the_same_and_stop_between_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(2)
+    model = build_model("deconvnet", num_classes=3, width=0.0625).eval()
+    monkeypatch.setattr("deconv_gui.inference.fuse._POINTWISE_MIN_WEIGHTS", 1000)  # fc7 (65 k) as a GEMM too
+    model = _fused(model)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        expected = model(x)["out"]
+        whole = CountingToken()
+        with cancellable([model], whole):
+            model(x)
+        monkeypatch.setattr(mod, "SLICE_WEIGHTS", 50_000)  # fc6, fc6-deconv: 9 blocks; fc7: 2
+        token = CountingToken()
+        with cancellable([model], token):
+            torch.testing.assert_close(model(x)["out"], expected, rtol=1e-4, atol=1e-5)
+        assert token.checks == whole.checks + 9 + 9 + 2
+        stop = CancelToken()
+        monkeypatch.setattr(torch, "matmul", lambda *a, real=torch.matmul: (stop.cancel(), real(*a))[1])
+        with cancellable([model.fc6_deconv], stop), pytest.raises(Cancelled):
+            model.fc6_deconv(torch.randn(2, 256, 1, 1))
