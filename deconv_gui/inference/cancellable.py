@@ -53,9 +53,10 @@ def cancellable(models: list[nn.Module], cancel: CancelToken) -> Iterator[None]:
         for h in handles:
             h.remove()
         for m in sliced:
-            del m.forward
-        for m in gemms:
-            del m.check, m.slices  # back to the class defaults: one GEMM, no check
+            vars(m).pop("forward", None)
+        for m in gemms:  # back to the class defaults: one GEMM, no check
+            vars(m).pop("check", None)
+            vars(m).pop("slices", None)
 
 
 def _sliceable(m: nn.Module) -> bool:
