@@ -2,7 +2,8 @@
 
 Run from the repository root (no display needed)::
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py [--proposals 4] [--skip-full] [--repeats 1]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py [--proposals 4] [--skip-full]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py --cancel-only --cancel-repeats 10 --proposals 50
 
 It opens the real :class:`~deconv_gui.ui.main_window.MainWindow` offscreen on a 480×360 synthetic scene and
 segments it with (a) the bundled demo model ``resources/weights/demo_synthetic.pt`` (or, when it is missing,
@@ -11,7 +12,10 @@ a random-init DeconvNet at width 0.0625) and (b) the full-width DeconvNet (rando
 run is in flight a 5 ms QTimer on the GUI thread records its ticks; the table gives the run time, the number of
 ticks and the longest and 99th-percentile gap between ticks (5 ms = perfectly smooth; the target is < 50 ms).
 A second row per model measures a recombine (toggle one proposal) the same way, and a last line per model the
-time from Cancel (pressed just after the first crops) until the run has stopped. torch runs on all cores but one,
+time from Cancel (pressed 50 ms after the first chunk of crops; with ``--cancel-repeats N``, N runs cancelled at
+moments spread evenly over the next chunk's forward pass, so each layer is in flight in its share of them) until
+the run has reported back as cancelled on the GUI thread: median, 90th percentile and max. ``--no-slicing`` measures the old way, where only the start of each layer checks
+the token and fc6 / fc6-deconv run to their end. torch runs on all cores but one,
 as in the app. Timings are wall-clock on a shared machine: rows can differ by ±30 % between runs.
 
 Last, the time per brush-stroke update on a 4000×3000 photo (``--stroke-only`` runs just that): the window shows a
@@ -87,16 +91,23 @@ def _measure(app, controller, start) -> tuple[float, np.ndarray]:
     return seconds, np.diff(np.asarray([t0, *ticks])) * 1000.0
 
 
-def _cancel_latency(controller) -> float:
-    """Start a run, cancel it as soon as the first crops are done, return seconds until it reports cancelled."""
+def _cancel_latency(controller, phase: float | None = None) -> float:
+    """Start a run and cancel it once the first chunk of crops is done: 50 ms later, or, with ``phase`` in
+    [0, 1), that fraction of the first chunk's duration later (so that a given layer of the next chunk is in
+    flight). Returns the seconds from Cancel until the run reports cancelled (nan when it finished first)."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     loop = QEventLoop()
     when: list[float] = []
+    began: list[float] = []
 
     def on_progress(done: int, _total: int, stage: str) -> None:
+        if stage == "crops" and done == 0 and not began:
+            began.append(time.perf_counter())
         if stage == "crops" and done > 0 and not when:
-            QTimer.singleShot(50, lambda: (when.append(time.perf_counter()), controller.cancel()))
+            chunk_ms = (time.perf_counter() - began[0]) * 1000 if began else 0.0
+            delay = 50 if phase is None else int(phase * chunk_ms)
+            QTimer.singleShot(delay, lambda: (when.append(time.perf_counter()), controller.cancel()))
 
     controller.progress.connect(on_progress)
     controller.run_cancelled.connect(loop.quit)
@@ -112,9 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposals", type=int, default=4)
     parser.add_argument("--skip-full", action="store_true", help="only the small model")
     parser.add_argument("--stroke-only", action="store_true", help="only the brush-stroke timing on 4000x3000")
+    parser.add_argument("--cancel-repeats", type=int, default=1, metavar="N",
+                        help="cancel N runs per model, at staggered moments mid-run; report median and max")
+    parser.add_argument("--cancel-only", action="store_true", help="only the cancel latency (no segment rows)")
+    parser.add_argument("--no-slicing", action="store_true",
+                        help="do not slice the huge fc layers (cancel checked only before each layer: the old way)")
+    parser.add_argument("--check-gaps", type=int, default=0, metavar="N",
+                        help="only: the longest stretch between two cancel checks in N forward passes of one app "
+                             "chunk through the full DeconvNet, huge layers sliced and whole (no window)")
     args = parser.parse_args(argv)
     if args.stroke_only:
         return _print_stroke_latency()
+    if args.check_gaps:
+        return _print_check_gaps(args.check_gaps)
+    if args.no_slicing:
+        from deconv_gui.inference import cancellable
+
+        cancellable.SLICE_WEIGHTS = 1 << 62
 
     import torch
     from PIL import Image
@@ -137,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     small = (DEMO_WEIGHTS, "bundled demo") if DEMO_WEIGHTS.exists() else (_tiny_checkpoint(tmp), "tiny ×0.0625")
     models = [small] + ([] if args.skip_full else [(None, "full DeconvNet ×1.0")])
     rows = []
-    cancels: list[tuple[str, float]] = []
+    cancels: list[tuple[str, list[float]]] = []
     for weights, name in models:
         window = MainWindow(Preferences(num_proposals=args.proposals))
         window.show()
         c = window.controller
+        if args.cancel_only:  # open the image before a model is there: nothing segments it yet
+            _open_without_segmenting(app, c, scene)
         if weights is None:
             c.engine.set_runner(_full_runner(), tmp / "full_random_init")
             c.model_changed.emit(c.engine.describe())
@@ -152,21 +179,83 @@ def main(argv: list[str] | None = None) -> int:
             c.model_changed.connect(loaded.quit)
             c.load_weights(weights)
             loaded.exec()
-        seconds, gaps = _measure(app, c, lambda c=c: c.open_paths([scene]))
-        rows.append((name, "segment", seconds, gaps, c.session.shown.num_proposals, c.engine.describe()))
-        seconds, gaps = _measure(app, c, lambda c=c: c.set_included(0, False))
-        rows.append((name, "recombine", seconds, gaps, c.session.shown.num_proposals, ""))
-        c.session.raw = c.session.shown = None
-        cancels.append((name, _cancel_latency(c)))
+        if not args.cancel_only:
+            seconds, gaps = _measure(app, c, lambda c=c: c.open_paths([scene]))
+            rows.append((name, "segment", seconds, gaps, c.session.shown.num_proposals, c.engine.describe()))
+            seconds, gaps = _measure(app, c, lambda c=c: c.set_included(0, False))
+            rows.append((name, "recombine", seconds, gaps, c.session.shown.num_proposals, ""))
+        latencies = []
+        for k in range(args.cancel_repeats):
+            c.session.raw = c.session.shown = None
+            phase = None if args.cancel_repeats == 1 else (k + 0.5) / args.cancel_repeats  # spread over a chunk
+            latencies.append(_cancel_latency(c, phase))
+        cancels.append((name, latencies))
+        device = c.engine.describe()
         window.close()
-    print(f"{'model':22} {'work':10} {'props':>5} {'run_s':>7} {'ticks':>6} {'max_gap_ms':>10} {'p99_gap_ms':>10}")
+    if rows:
+        print(f"{'model':22} {'work':10} {'props':>5} {'run_s':>7} {'ticks':>6} {'max_gap_ms':>10} {'p99_gap_ms':>10}")
     for name, work, seconds, gaps, n, _device in rows:
         print(f"{name:22} {work:10} {n:5d} {seconds:7.2f} {len(gaps):6d} {gaps.max():10.1f} "
               f"{np.percentile(gaps, 99):10.1f}")
-    for name, seconds in cancels:
-        print(f"cancel latency, {name}: {seconds * 1000:.0f} ms (Cancel pressed mid-run until the run reported back)")
-    print(f"device: {rows[0][5]}; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; cpu_count={os.cpu_count()}")
-    return _print_stroke_latency()
+    for name, latencies in cancels:
+        ms = np.asarray(latencies) * 1000
+        done = ms[np.isfinite(ms)]
+        summary = (f"median {np.median(done):.0f} ms, p90 {np.percentile(done, 90):.0f} ms, max {done.max():.0f} ms "
+                   f"over {len(done)} cancels"
+                   if len(done) else "no run was still going when Cancel came")
+        print(f"cancel latency, {name}: {summary} (Cancel pressed mid-run until the run reported back; "
+              f"{'huge layers whole' if args.no_slicing else 'huge layers sliced'})")
+    print(f"device: {device}; {args.proposals} proposals; 480x360 synthetic scene; 5 ms QTimer on the GUI thread; "
+          f"cpu_count={os.cpu_count()}")
+    return 0 if args.cancel_only else _print_stroke_latency()
+
+
+def _print_check_gaps(passes: int) -> int:
+    """Time every cancel check during ``passes`` forwards of one app chunk (full DeconvNet, the app's
+    precision and threads); print the longest stretch without a check: the worst Cancel can wait for the
+    network, free of the GUI thread's and the OS scheduler's share."""
+    import torch
+
+    from deconv_gui.core.cancel import CancelToken
+    from deconv_gui.document.engine import APP_CPU_CHUNK
+    from deconv_gui.inference import cancellable as sliced
+
+    class TimingToken(CancelToken):
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+
+        def raise_if_cancelled(self) -> None:
+            self.times.append(time.perf_counter())
+            super().raise_if_cancelled()
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    runner = _full_runner()
+    crops = np.random.default_rng(0).integers(0, 255, (APP_CPU_CHUNK, 224, 224, 3), dtype=np.uint8)
+    runner.forward_crops(crops)  # warm-up
+    for label, limit in (("huge layers whole", 1 << 62), ("huge layers sliced", sliced.SLICE_WEIGHTS)):
+        sliced.SLICE_WEIGHTS, gaps, totals = limit, [], []
+        for _ in range(passes):
+            token = TimingToken()
+            t0 = time.perf_counter()
+            with sliced.cancellable([runner.model], token):
+                runner.forward_crops(crops)
+            totals.append(time.perf_counter() - t0)
+            gaps.append(max(np.diff([t0, *token.times, time.perf_counter()])) * 1000)
+        print(f"{label}: longest stretch without a cancel check {np.median(gaps):.0f} ms (median of {passes} "
+              f"passes; max {max(gaps):.0f} ms); one chunk of {APP_CPU_CHUNK} crops {np.median(totals):.2f} s; "
+              f"{runner.describe_device()}, "
+              f"{torch.get_num_threads()} thread(s)")
+    return 0
+
+
+def _open_without_segmenting(app, controller, scene: Path) -> None:
+    """Show ``scene`` in ``controller`` (no model loaded yet, so nothing runs); wait until it is there."""
+    controller.open_paths([scene])
+    deadline = time.monotonic() + 60
+    while controller.session is None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
 
 
 def stroke_latency(zoom: str, moves: int = 150, hw: tuple[int, int] = (3000, 4000)) -> np.ndarray:

@@ -33,7 +33,7 @@ def test_segment_folder_writes_palette_pngs_and_skips_bad_files(tiny_deconvnet_c
         assert im.mode == "P" and im.size == (320, 240)
         labels = np.asarray(im)
         assert labels.max() < len(SYNTHETIC_CLASSES)
-    assert not list(out.glob("*.tmp*"))  # atomic writes leave nothing behind
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # atomic writes leave nothing behind
 
 
 def test_segment_instances_json(tiny_deconvnet_ckpt, scene_folder, tmp_path):

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.io.atomic import atomic_path
+from deconv_gui.io.atomic import atomic_path, clean_stale_temps_once
 from deconv_gui.io.files import resolved
 from deconv_gui.io.images import MAX_IMAGE_PIXELS
 
@@ -281,8 +281,10 @@ class EditsStore:
     def load(self, image_path: Path, image: np.ndarray, *, set_aside: bool = True
              ) -> tuple[np.ndarray, np.ndarray] | None:
         """The autosaved ``(label, edited)`` of ``image_path`` (pixels ``image``), or None. With ``set_aside``
-        a bad file is renamed aside and :class:`AutosaveCorrupt` raised; without, it is only logged (None)."""
+        a bad file is renamed aside and :class:`AutosaveCorrupt` raised; without, it is only logged (None).
+        The first load from a folder removes the temporaries a killed autosave left there."""
         path = self.path_for(image_path)
+        clean_stale_temps_once(path.parent)
         if not set_aside:
             if not path.exists():
                 return None

@@ -7,7 +7,6 @@ methods return plain functions ``job(progress, cancel) -> value`` that a worker 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from deconv_gui.document.session import (
     summarise_proposals,
 )
 from deconv_gui.inference import exports
+from deconv_gui.inference.cancellable import cancellable
 from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions
@@ -42,30 +42,6 @@ SavedEdits = Callable[[Path, np.ndarray], "tuple[np.ndarray, np.ndarray] | None"
 APP_CPU_CHUNK = 2
 """Crops per forward pass on the CPU in the app (the CLI uses 8): quicker progress and cancel."""
 BOUNDARY_RGBA = (255, 255, 255, 230)
-
-
-@contextlib.contextmanager
-def cancellable(models: list[nn.Module], cancel: CancelToken) -> Iterator[None]:
-    """While active, every leaf module of ``models`` raises ``Cancelled`` before it runs once ``cancel`` is set.
-
-    The pipeline checks the token only between chunks of crops; one chunk of the full-width DeconvNet on a CPU
-    takes about a second, too slow for a 0.5 s Cancel. A pre-hook costs ~1 µs per layer.
-    """
-
-    def check(_module: nn.Module, _inputs: object) -> None:
-        cancel.raise_if_cancelled()
-
-    handles = [
-        m.register_forward_pre_hook(check)
-        for model in models
-        for m in model.modules()
-        if next(m.children(), None) is None
-    ]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @dataclass

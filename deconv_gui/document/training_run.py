@@ -189,7 +189,9 @@ class TextTail:
     """Reads the complete lines appended to a text file since the last call.
 
     A partial last line stays pending until its newline arrives. A carriage-return progress line (tqdm) keeps
-    only its last segment. A missing file reads as nothing; a file that shrank (replaced) is read from the start.
+    only its last segment. A missing file reads as nothing; a file that was replaced (another inode, as a
+    resumed run's atomic cut of ``metrics.jsonl`` makes it) or shrank is read from the start, and
+    :attr:`restarts` counts those times.
     """
 
     #: Pending partial text beyond this many bytes is cut to its last ``\\r`` segment (a long tqdm bar).
@@ -201,14 +203,19 @@ class TextTail:
         self._offset = 0
         self._pending = b""
         self._initial_bytes = initial_bytes
+        self._inode: int | None = None
+        self.restarts = 0
 
     def read_lines(self) -> list[str]:
         """New complete lines (without newline), decoded as UTF-8 with replacement."""
         try:
-            size = os.path.getsize(self.path)
-            if size < self._offset:
-                log.warning("%s shrank; reading it again from the start", self.path)
+            st = os.stat(self.path)
+            size = st.st_size
+            if (self._inode is not None and st.st_ino != self._inode) or size < self._offset:
+                log.info("%s was replaced; reading it again from the start", self.path)
                 self._offset, self._pending = 0, b""
+                self.restarts += 1
+            self._inode = st.st_ino
             if size == self._offset:
                 return []
             skip_partial = False
@@ -240,15 +247,19 @@ class TextTail:
 class MetricsTail:
     """Incremental reader of a run's ``metrics.jsonl``: each call returns the records appended since the last.
 
-    Lines that are not a JSON object with a ``"kind"`` are skipped with a warning (the run goes on).
+    Lines that are not a JSON object with a ``"kind"`` are skipped with a warning (the run goes on). When the
+    file was replaced (a resume cut it back to its checkpoint), the next :meth:`read` returns it all again and
+    sets :attr:`restarted`: the reader then starts its summary afresh.
     """
 
     def __init__(self, path: Path) -> None:
         self._text = TextTail(path)
         self.path = self._text.path
         self.bad_lines = 0
+        self.restarted = False
 
     def read(self) -> list[dict[str, Any]]:
+        restarts = self._text.restarts
         records = []
         for line in self._text.read_lines():
             if not line.strip():
@@ -262,6 +273,7 @@ class MetricsTail:
                 log.warning("%s: skipping a line that is not a metrics record: %.80s", self.path, line)
                 continue
             records.append(record)
+        self.restarted = self._text.restarts != restarts
         return records
 
 

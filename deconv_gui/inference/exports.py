@@ -17,7 +17,10 @@ Without proposals (whole-image mode, or a run that kept no per-instance maps) th
 of each non-background class of the label map.
 
 Nothing is overwritten unless ``overwrite=True``; the folder is checked for writability before anything is
-written; every file is written atomically, so an interrupted export never leaves a truncated file.
+written; every file is written atomically, so an interrupted export never leaves a truncated file, and an
+image's instance masks and JSON are replaced as one set (:func:`deconv_gui.io.exports.write_instances`). The
+first export into a folder in a process finishes instance sets a kill interrupted and removes our stale
+temporaries there.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError, OutputError
 from deconv_gui.core.palette import palette_for
 from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.io.atomic import first_visit
 from deconv_gui.io.exports import (
     MIN_COMPONENT_AREA,
     InstanceRecord,
@@ -43,6 +47,7 @@ from deconv_gui.io.exports import (
     instances_mask_dir,
     is_background,
     label_components,
+    recover_instance_exports,
     write_coco,
     write_instances,
 )
@@ -226,7 +231,7 @@ def export_folder(
     with :func:`existing_folder_outputs`).
     """
     fmts = check_formats(formats)
-    out = require_writable_folder(out_dir)
+    out = _prepare_folder(out_dir)
     coco_path = out / FOLDER_COCO_NAME
     want_coco = "coco" in fmts
     if want_coco and not overwrite:
@@ -283,7 +288,7 @@ def _export_one(
     if image.shape != (*result.image_hw, 3):
         raise ValueError(f"image {image.shape} does not match the result's size {result.image_hw}")
     label = result.label if label is None else _check_label(label, result)
-    out = require_writable_folder(out_dir)
+    out = _prepare_folder(out_dir)
     if not overwrite:
         _refuse_existing(existing_outputs(out, stem, fmts))
     palette = palette_for(np.asarray(result.palette).tolist())
@@ -307,6 +312,14 @@ def _export_one(
             write_coco(path, [image_entry], coco_annotations(records, image_id=1), names)
         written.append(path)
     return written, records
+
+
+def _prepare_folder(out_dir: PathLike) -> Path:
+    """The checked output folder, with instance exports a kill interrupted finished (once per process) and our
+    stale temporaries removed (see :func:`require_writable_folder`)."""
+    if first_visit(out_dir, "instance exports"):
+        recover_instance_exports(out_dir)
+    return require_writable_folder(out_dir)
 
 
 def _refuse_existing(existing: list[Path]) -> None:

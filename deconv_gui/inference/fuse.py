@@ -8,6 +8,8 @@ it folds into the convolution's weight and bias. Works for ``Conv2d`` (out chann
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import nn
 
@@ -53,6 +55,11 @@ class DeconvAsMatmul(nn.Module):
     to the wrapped layer up to float rounding.
     """
 
+    #: While :func:`deconv_gui.inference.cancellable.cancellable` is active: the GEMM runs in ``slices`` blocks of
+    #: weight rows with ``check()`` (raises ``Cancelled``) before each; otherwise one GEMM.
+    check: Callable[[], None] | None = None
+    slices: int = 1
+
     def __init__(self, deconv: nn.ConvTranspose2d) -> None:
         super().__init__()
         cin, cout, kh, kw = deconv.weight.shape
@@ -67,7 +74,8 @@ class DeconvAsMatmul(nn.Module):
         kh, kw = self.kernel
         # One GEMM over the whole batch (a batched matmul would re-read the 400 MB weight once per image).
         flat = x.permute(1, 0, 2, 3).reshape(cin, n * h * w)
-        cols = torch.matmul(self.weight_t.to(x.dtype), flat)  # (C_out·kh·kw, N·H·W)
+        cols = torch.cat([torch.matmul(w.to(x.dtype), flat)  # (C_out·kh·kw, N·H·W)
+                          for w in _checked_blocks(self.weight_t, 0, self.slices, self.check)])
         cols = cols.view(-1, n, h * w).permute(1, 0, 2)  # (N, C_out·kh·kw, H·W)
         out = nn.functional.fold(cols, (h + kh - 1, w + kw - 1), self.kernel)
         out = out + self.bias.to(out.dtype)
@@ -82,6 +90,9 @@ class PointwiseConvAsMatmul(nn.Module):
     channels-last pixels takes 7 ms. ``(N, C_in, H, W)`` → ``(N, C_out, H, W)`` (channels_last strides).
     """
 
+    check: Callable[[], None] | None = None  # as in DeconvAsMatmul (blocks of output channels)
+    slices: int = 1
+
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         cout, cin = conv.weight.shape[:2]
@@ -92,8 +103,19 @@ class PointwiseConvAsMatmul(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, cin, h, w = x.shape
         pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, cin)
-        out = torch.addmm(self.bias.to(pixels.dtype), pixels, self.weight_t.to(pixels.dtype))
+        blocks = zip(_checked_blocks(self.weight_t, 1, self.slices, self.check),
+                     self.bias.tensor_split(self.slices), strict=True)
+        out = torch.cat([torch.addmm(b.to(pixels.dtype), pixels, w.to(pixels.dtype)) for w, b in blocks], dim=1)
         return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+def _checked_blocks(weight: torch.Tensor, dim: int, slices: int,
+                    check: Callable[[], None] | None) -> Iterator[torch.Tensor]:
+    """``weight`` in ``slices`` blocks along ``dim`` (views), calling ``check`` before each (when given)."""
+    for block in weight.tensor_split(max(1, slices), dim=dim):
+        if check is not None:
+            check()
+        yield block
 
 
 _POINTWISE_MIN_WEIGHTS = 1 << 20  # only big 1×1 convs (fc7); small ones (the score layer) are faster in oneDNN

@@ -180,8 +180,42 @@ def save_checkpoint(
         "meta": meta.to_plain(),
         "state_dict": tensors,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_file(path, payload)
+
+
+def save_torch_file(path: str | os.PathLike[str], payload: Any) -> None:
+    """``torch.save(payload)`` to ``path`` atomically; a disk error (full, read-only) raises
+    :class:`~deconv_gui.core.errors.OutputError` naming ``path`` and leaves no partial file.
+
+    torch writes through a Python file object that remembers the OS's error (``ENOSPC``, ``EFBIG``): torch's
+    zip writer often reports it only as an opaque ``RuntimeError`` ("unexpected pos ...").
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer = _ErrorRecordingWriter(fh)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
+
+class _ErrorRecordingWriter:
+    """The ``write``/``flush`` of a binary file, remembering the first ``OSError`` a write raised."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
 
 
 def _sniff(path: Path) -> None:
@@ -218,6 +252,15 @@ def _torch_load(path: Path) -> Any:
         else:
             reason = f"not a readable PyTorch checkpoint ({type(err).__name__}: {text.splitlines()[0][:120] if text else ''})"
         raise CheckpointError(reason, path) from None
+
+
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
+    """What ``torch.load(weights_only=True)`` reads from ``path``, for any of our ``torch.save`` files (e.g.
+    training states); every failure (missing, foreign, code-carrying, truncated) is a CheckpointError
+    naming the file, and never suggests ``weights_only=False``."""
+    path = Path(path)
+    _sniff(path)
+    return _torch_load(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], ModelMeta]:

@@ -12,8 +12,12 @@ Every file is written atomically.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from deconv_gui.core.errors import OutputError
+from deconv_gui.io.atomic import COMMIT_MARK, STALE_AGE_S, pid_alive, temp_name, temp_owner
 from deconv_gui.io.label_maps import write_json, write_mask_png
+
+log = logging.getLogger(__name__)
 
 BOX_FORMAT = "x0 y0 x1 y1, pixels, x1/y1 exclusive"
 BACKGROUND_NAMES = frozenset({"background", "__background__", "bg", "_background_"})
@@ -133,60 +140,145 @@ def write_instances(
 ) -> list[Path]:
     """Write one mask PNG per record (``<stem>_instances/NNN.png``, 0/255) and ``<stem>_instances.json``.
 
-    Mask files from an earlier export that this one does not rewrite are removed, so the folder always matches
-    the JSON. The JSON (written last) holds the image size, the class names, the box convention and per
-    instance: ``id``, ``source``, ``proposal`` (index or null), ``class_id``, ``class_name``,
-    ``mean_probability``, ``objectness`` (null for components), ``box`` (clipped to the image) and ``box_raw``
-    (the proposal window; both null for components), ``mask_box`` (tight box of the mask), ``area``, ``mask``
-    (path relative to ``out_dir``), ``user_box``. Returns the paths written (masks, then the JSON).
+    The JSON holds the image size, the class names, the box convention and per instance: ``id``, ``source``,
+    ``proposal`` (index or null), ``class_id``, ``class_name``, ``mean_probability``, ``objectness`` (null for
+    components), ``box`` (clipped to the image) and ``box_raw`` (the proposal window; both null for
+    components), ``mask_box`` (tight box of the mask), ``area``, ``mask`` (path relative to ``out_dir``),
+    ``user_box``. Returns the paths written (masks, then the JSON).
+
+    The pair is replaced as one set: the masks and the JSON are staged in a hidden folder beside the mask
+    folder, which is then swapped in (other files in the old mask folder move along; its old masks go) and the
+    JSON moved into place. A kill while staging leaves the previous set untouched; a kill inside the swap's
+    three renames leaves a marked set that :func:`recover_instance_exports` finishes on the next export into
+    ``out_dir``. Either way the JSON and the masks it names always come from one export.
     """
     out = Path(out_dir)
     mask_dir = instances_mask_dir(out, stem)
+    json_path = instances_json_path(out, stem)
+    if mask_dir.exists() and not mask_dir.is_dir():
+        raise OutputError("cannot create the folder: it is a file", mask_dir)
+    staged = out / temp_name(mask_dir.name)
     try:
-        mask_dir.mkdir(parents=True, exist_ok=True)
+        staged.mkdir()
     except OSError as exc:
         raise OutputError(f"cannot create the folder: {exc.strerror or exc}", mask_dir) from None
     written: list[Path] = []
     entries = []
-    for k, rec in enumerate(records):
-        name = f"{rec.index:03d}.png"
-        write_mask_png(mask_dir / name, rec.mask)
-        written.append(mask_dir / name)
-        entries.append({
-            "id": k,
-            "source": rec.source,
-            "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
-            "class_id": rec.class_id,
-            "class_name": _class_name(rec.class_id, class_names),
-            "mean_probability": rec.score,
-            "objectness": rec.objectness,
-            "box": None if rec.box is None else clip_box(rec.box, image_hw),
-            "box_raw": None if rec.box is None else [float(v) for v in rec.box],
-            "mask_box": mask_box(rec.mask),
-            "area": int(np.count_nonzero(rec.mask)),
-            "mask": f"{mask_dir.name}/{name}",
-            "user_box": rec.source == "user_box",
+    try:
+        for k, rec in enumerate(records):
+            name = f"{rec.index:03d}.png"
+            _staged_write(write_mask_png, staged / name, mask_dir / name, rec.mask)
+            written.append(mask_dir / name)
+            entries.append({
+                "id": k,
+                "source": rec.source,
+                "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
+                "class_id": rec.class_id,
+                "class_name": _class_name(rec.class_id, class_names),
+                "mean_probability": rec.score,
+                "objectness": rec.objectness,
+                "box": None if rec.box is None else clip_box(rec.box, image_hw),
+                "box_raw": None if rec.box is None else [float(v) for v in rec.box],
+                "mask_box": mask_box(rec.mask),
+                "area": int(np.count_nonzero(rec.mask)),
+                "mask": f"{mask_dir.name}/{name}",
+                "user_box": rec.source == "user_box",
+            })
+        _staged_write(write_json, staged / _STAGED_JSON, json_path, {
+            "image": image_name or stem,
+            "image_size": {"height": int(image_hw[0]), "width": int(image_hw[1])},
+            "box_format": BOX_FORMAT,
+            "classes": list(class_names),
+            "instances": entries,
         })
-    _remove_stale_masks(mask_dir, {p.name for p in written})
-    json_path = instances_json_path(out, stem)
-    write_json(json_path, {
-        "image": image_name or stem,
-        "image_size": {"height": int(image_hw[0]), "width": int(image_hw[1])},
-        "box_format": BOX_FORMAT,
-        "classes": list(class_names),
-        "instances": entries,
-    })
+        _staged_write(write_json, staged / COMMIT_MARK, mask_dir,
+                      {"pid": os.getpid(), "folder": mask_dir.name, "json": json_path.name})
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    _swap_in(out, staged, mask_dir.name, json_path.name)
     written.append(json_path)
     return written
 
 
-def _remove_stale_masks(mask_dir: Path, keep: set[str]) -> None:
-    for old in mask_dir.iterdir():
-        if _MASK_NAME.match(old.name) and old.name not in keep and old.is_file():
-            try:
-                old.unlink()
-            except OSError as exc:
-                raise OutputError(f"cannot remove an old mask: {exc.strerror or exc}", old) from None
+#: The staged instances JSON inside a staged mask folder (moved to ``<stem>_instances.json`` by the swap).
+_STAGED_JSON = ".deconv-staged.json"
+
+
+def _staged_write(writer: Any, tmp: Path, shown: Path, data: Any) -> None:
+    """``writer(tmp, data)``, an OutputError naming ``shown`` (the file the user asked for) instead of ``tmp``."""
+    try:
+        writer(tmp, data)
+    except OutputError as exc:
+        raise OutputError(exc.reason, shown) from None
+
+
+def _swap_in(out: Path, staged: Path, folder: str, json_name: str) -> None:
+    """Make the complete staged set ``staged`` the export: ``out/folder`` (masks) and ``out/json_name``.
+
+    Steps (each a rename, so each survives a kill and is redone by :func:`recover_instance_exports`): move the
+    old folder's other files into ``staged``; move the old folder aside; rename ``staged`` to ``folder``; move
+    its staged JSON over ``json_name``; drop the commit mark and the old folder.
+    """
+    target, json_target = out / folder, out / json_name
+    try:
+        old = None
+        if target.is_dir():
+            for entry in os.scandir(target):
+                if _MASK_NAME.match(entry.name) or temp_owner(entry.name) is not None or \
+                        entry.name in (COMMIT_MARK, _STAGED_JSON) or os.path.lexists(staged / entry.name):
+                    continue
+                os.rename(entry.path, staged / entry.name)  # the user's own files stay with the masks
+            old = out / temp_name(folder, kind="old")
+            os.rename(target, old)
+        os.rename(staged, target)
+        os.replace(target / _STAGED_JSON, json_target)  # the JSON: from here on the new set is the export
+        (target / COMMIT_MARK).unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot replace the earlier export: {exc.strerror or exc}", target) from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_instance_exports(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Finish instance exports in ``out_dir`` that a kill interrupted inside their swap (see
+    :func:`write_instances`); returns the mask folders finished. Sets of still-running processes are left
+    alone; incomplete staged folders are removed later by :func:`~deconv_gui.io.atomic.clean_stale_temps`."""
+    out = Path(out_dir)
+    pending = []
+    try:
+        entries = [e for e in os.scandir(out) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    for entry in entries:
+        mark = Path(entry.path) / COMMIT_MARK
+        try:
+            info = json.loads(mark.read_text(encoding="utf-8"))
+            pid, folder, json_name = int(info["pid"]), str(info["folder"]), str(info["json"])
+            when = mark.stat().st_mtime
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if pid == os.getpid() or "/" in folder or "/" in json_name or \
+                (pid_alive(pid) and time.time() - when < STALE_AGE_S):
+            continue
+        pending.append((when, Path(entry.path), folder, json_name))
+    finished = []
+    for _, path, folder, json_name in sorted(pending):
+        try:
+            if path.name == folder:  # swapped in; the JSON may still be staged
+                if (path / _STAGED_JSON).exists():
+                    os.replace(path / _STAGED_JSON, out / json_name)
+                (path / COMMIT_MARK).unlink()
+            elif temp_owner(path.name) is not None:
+                _swap_in(out, path, folder, json_name)
+            else:
+                continue
+        except (OSError, OutputError) as exc:
+            log.warning("could not finish the interrupted export %s: %s", path, exc)
+            continue
+        log.info("finished an interrupted instance export: %s", out / folder)
+        finished.append(out / folder)
+    return finished
 
 
 def _class_name(class_id: int, class_names: Sequence[str]) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from deconv_gui.core.errors import DeconvGuiError, OutputError
+from deconv_gui.io.atomic import clean_stale_temps_once, make_temp_file
 
 
 def require_readable_file(
@@ -92,7 +92,8 @@ def require_writable_folder(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and its parents) when missing and check that files can be created in it.
 
     The check really creates (and removes) an empty temporary file, so it holds for every user, root
-    included, and every filesystem (read-only mounts, ACLs). Raises :class:`OutputError` naming the folder:
+    included, and every filesystem (read-only mounts, ACLs). The first check of a folder in a process also
+    removes the stale temporaries an interrupted run left there (:func:`~deconv_gui.io.atomic.clean_stale_temps`). Raises :class:`OutputError` naming the folder:
     "cannot create the output folder: <reason>", "is a file, not a folder", "folder is not writable: <reason>".
     """
     folder = Path(path)
@@ -103,9 +104,9 @@ def require_writable_folder(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create the output folder: {exc.strerror or exc}", folder) from None
     try:
-        fd, probe = tempfile.mkstemp(prefix=".deconv_gui_write_check", dir=folder)
+        probe = make_temp_file(folder, "write-check")
     except OSError as exc:
         raise OutputError(f"folder is not writable: {exc.strerror or exc}", folder) from None
-    os.close(fd)
-    Path(probe).unlink(missing_ok=True)
+    probe.unlink(missing_ok=True)
+    clean_stale_temps_once(folder)
     return folder

@@ -22,7 +22,7 @@ from PIL import Image
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import OutputError
-from deconv_gui.io.atomic import atomic_path, atomic_write_bytes
+from deconv_gui.io.atomic import atomic_path, atomic_write_bytes, clean_stale_temps_once
 from deconv_gui.io.files import require_writable_folder
 from deconv_gui.io.label_maps import write_palette_png
 
@@ -65,6 +65,7 @@ def write_voc_dataset(
                 raise OutputError("already exists, not overwriting (choose an empty folder)", out / name)
     for sub in ("JPEGImages", "SegmentationClass", str(SPLIT_DIR)):
         (out / sub).mkdir(parents=True, exist_ok=True)
+        clean_stale_temps_once(out / sub)
     written: list[Path] = []
     ids: list[str] = []
     for done, (image_id, image, label) in enumerate(items, start=1):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,13 @@ import torch
 from torch import nn
 
 from deconv_gui.core.errors import CheckpointError
-from deconv_gui.io.atomic import atomic_path
-from deconv_gui.io.checkpoints import ModelMeta, load_checkpoint, save_checkpoint
+from deconv_gui.io.checkpoints import (
+    ModelMeta,
+    load_checkpoint,
+    read_torch_file,
+    save_checkpoint,
+    save_torch_file,
+)
 
 STATE_FORMAT = "deconv_gui.train_state"
 STATE_VERSION = 1
@@ -62,7 +66,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_state(run_dir: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, scaler_state: dict,
                iteration: int, epoch: int, best_miou: float, config: dict) -> Path:
-    """Write ``run_dir/state.pt`` atomically; returns its path."""
+    """Write ``run_dir/state.pt`` atomically; returns its path. A full disk raises OutputError naming it."""
     path = Path(run_dir) / STATE_FILE
     payload = {
         "format": STATE_FORMAT,
@@ -76,8 +80,7 @@ def save_state(run_dir: Path, *, model: nn.Module, optimizer: torch.optim.Optimi
         "config": config,
         "rng": capture_rng(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch_file(path, payload)
     return path
 
 
@@ -88,17 +91,40 @@ def load_state(path: str | Path) -> dict[str, Any]:
         path = path / STATE_FILE
     if not path.exists():
         raise CheckpointError("no training state here (state.pt missing): nothing to resume", path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling/zip/EOF errors of a damaged file
-        raise CheckpointError(f"unreadable training state ({type(err).__name__}: {err})", path) from None
+    payload = read_torch_file(path)
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise CheckpointError("not a deconv_gui training state file", path)
-    if int(payload.get("format_version", 0)) > STATE_VERSION:
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or version > STATE_VERSION:
         raise CheckpointError("training state written by a newer deconv_gui", path)
+    missing = [k for k in _STATE_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"incomplete training state: no {', '.join(missing)}", path)
+    if not isinstance(payload["model"], dict) or not isinstance(payload["config"], dict):
+        raise CheckpointError("training state is malformed: 'model' and 'config' must be dicts", path)
     return payload
+
+
+_STATE_KEYS = ("model", "optimizer", "iteration", "best_miou", "config", "rng")
+
+
+def check_fits(state_dict: dict, model: nn.Module, path: str | Path) -> None:
+    """CheckpointError naming ``path`` and the first key that ``state_dict`` lacks, has extra or holds in
+    another shape (or as a non-tensor) than ``model``'s; nothing when it loads exactly."""
+    want = model.state_dict()
+    for key, tensor in want.items():
+        have = state_dict.get(key)
+        if have is None:
+            raise CheckpointError(f"does not fit the model: {key} is missing", path)
+        if not isinstance(have, torch.Tensor):
+            raise CheckpointError(f"does not fit the model: {key} is a {type(have).__name__}, not a tensor", path)
+        if tuple(have.shape) != tuple(tensor.shape):
+            raise CheckpointError(f"does not fit the model: {key} has shape {tuple(have.shape)}, the model's "
+                                  f"is {tuple(tensor.shape)}", path)
+    extra = [k for k in state_dict if k not in want]
+    if extra:
+        raise CheckpointError(f"does not fit the model: unexpected {extra[0]}"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""), path)
 
 
 def is_state_file(path: str | Path) -> bool:

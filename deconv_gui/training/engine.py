@@ -27,12 +27,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.io.atomic import atomic_write_bytes
+from deconv_gui.core.errors import CheckpointError, DeconvGuiError
+from deconv_gui.io.atomic import atomic_write_bytes, clean_stale_temps
 from deconv_gui.training import distributed as dist_utils
 from deconv_gui.training.checkpointing import (
     BEST_FILE,
     FINAL_FILE,
+    STATE_FILE,
+    check_fits,
     export_inference,
     init_weights,
     load_state,
@@ -151,10 +153,10 @@ class _Trainer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise DeconvGuiError(f"cannot create the run folder ({err.strerror})", self.run_dir) from None
+            clean_stale_temps(self.run_dir)  # e.g. half a state.pt from a kill during a save
             atomic_write_bytes(self.run_dir / "config.yaml", config_yaml(cfg).encode())
             self._log_handler = attach_log_file(self.run_dir)
         dist_utils.barrier(self.dist)
-        self.metrics = MetricsLog(self.run_dir, enabled=self.main)
         self.autocast = autocast_factory(cfg.precision, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         self.samples = train_samples(cfg, self.train_ds)
@@ -163,10 +165,13 @@ class _Trainer:
 
         model = make_model(cfg, len(self.class_names))
         if cfg.init and resume_state is None:
-            model.load_state_dict(init_weights(cfg.init, architecture=cfg.arch, width=cfg.width,
-                                               class_names=self.class_names))
+            weights = init_weights(cfg.init, architecture=cfg.arch, width=cfg.width, class_names=self.class_names)
+            check_fits(weights, model, cfg.init)
+            model.load_state_dict(weights)
             log.info("initialised from %s", cfg.init)
+        state_path = self.run_dir / STATE_FILE
         if resume_state is not None:
+            check_fits(resume_state["model"], model, state_path)
             model.load_state_dict(resume_state["model"])
         model = model.to(self.device)
         if self.channels_last:
@@ -187,12 +192,19 @@ class _Trainer:
         self.best_miou = math.nan
         self.last_val: dict = {}
         if resume_state is not None:
-            self.optimizer.load_state_dict(resume_state["optimizer"])
-            if resume_state.get("scaler"):
-                self.scaler.load_state_dict(resume_state["scaler"])
-            self.start = int(resume_state["iteration"])
-            self.best_miou = float(resume_state["best_miou"])
-            restore_rng(resume_state["rng"])
+            try:
+                self.optimizer.load_state_dict(resume_state["optimizer"])
+                if resume_state.get("scaler"):
+                    self.scaler.load_state_dict(resume_state["scaler"])
+                self.start = int(resume_state["iteration"])
+                self.best_miou = float(resume_state["best_miou"])
+                restore_rng(resume_state["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+                first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+                raise CheckpointError(f"training state does not fit this run ({first})", state_path) from None
+        # Last: a resume cuts metrics.jsonl back to the checkpoint only once the state proved usable.
+        self.metrics = MetricsLog(self.run_dir, enabled=self.main,
+                                  resume_at=None if resume_state is None else self.start)
 
     # -- pieces -------------------------------------------------------------------------------------------
     def _batches(self, start: int, end: int) -> torch.utils.data.DataLoader:
@@ -376,10 +388,10 @@ def run_training(cfg: TrainConfig, *, resume: bool = False,
         with StopRequest() as stop:
             return trainer.run(stop)
     except Exception as err:  # user errors and crashes alike end the run with an "error" event
-        trainer.metrics.event("error", iteration=trainer.start, message=str(err) or type(err).__name__)
+        trainer.metrics.try_event("error", iteration=trainer.start, message=str(err) or type(err).__name__)
         raise
     except KeyboardInterrupt:
-        trainer.metrics.event("error", iteration=trainer.start, message="interrupted")
+        trainer.metrics.try_event("error", iteration=trainer.start, message="interrupted")
         raise
     finally:
         trainer.close()

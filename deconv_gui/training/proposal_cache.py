@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deconv_gui.core.boxes import enlarge_boxes
-from deconv_gui.io.atomic import atomic_path
+from deconv_gui.io.atomic import atomic_path, clean_stale_temps_once
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
 from deconv_gui.training.datasets import SegmentationDataset
 
@@ -91,6 +91,7 @@ class ProposalCache:
             boxes, scores = self._proposer.candidates(ds.image(i))
             boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float32)
             self.folder.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps_once(self.folder)
             with atomic_path(target) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, boxes=boxes, scores=scores)
             self.computed += 1

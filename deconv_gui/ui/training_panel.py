@@ -274,6 +274,8 @@ class TrainingPanel(QWidget):
         alive = self.process.poll() if self.process is not None else False
         records = self._metrics.read()  # read after poll(): everything the ended process wrote is there
         self._read_console()
+        if self._metrics.restarted:  # a resume cut the file back: these records are all of it
+            self.summary = RunSummary()
         if records:
             self.summary.update(records)
             self.curves.show_summary(self.summary)

@@ -140,6 +140,9 @@ def test_kill_9_during_autosave_leaves_the_previous_one_intact(tmp_path):
     k = (label - noise) // 2
     assert (k == k[0, 0]).all() and edited.all()
     assert int(k[0, 0]) in (done % 100, (done + 1) % 100)  # the last completed save (or the next, complete)
+    # the next start (opening that image) removes the temporary the kill left, and nothing else
+    EditsStore().load(tmp_path / "big.png", np.zeros((900, 1200, 3), np.uint8), set_aside=False)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def _png_claiming(path: Path, width: int, height: int) -> Path:
@@ -168,3 +171,17 @@ def test_decompression_bomb_autosave_is_kept_aside_like_any_corrupt_one(tmp_path
     store = EditsStore()  # read for an export (no setting aside): ignored, not raised
     _png_claiming(path, side, side)
     assert store.load(tmp_path / "scene.png", np.zeros((30, 40, 3), np.uint8), set_aside=False) is None
+
+
+def test_opening_an_image_removes_only_our_stale_autosave_temporaries(tmp_path):
+    folder = tmp_path / ".deconv_gui"
+    folder.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    stale = folder / f".a.png.edits.png.deconv-tmp-{proc.pid}-0123abcd.png"
+    running = folder / f".b.png.edits.png.deconv-tmp-{os.getpid()}-0123abcd.png"
+    foreign = [folder / ".a.png.edits.tmpx8k2_q1z.png", folder / "a.png.edits.png.deconv-tmp-1-0123abcd.png"]
+    for path in (stale, running, *foreign):
+        path.write_bytes(b"partial")
+    assert EditsStore().load(tmp_path / "a.png", np.zeros((30, 40, 3), np.uint8)) is None
+    assert sorted(folder.iterdir()) == sorted([running, *foreign])

@@ -111,6 +111,24 @@ def test_metrics_tail_reads_increments_and_tolerates_bad_input(tmp_path: Path, c
     assert [r["kind"] for r in tail.read()] == ["event"], "a replaced (shorter) file is read from the start"
 
 
+def test_metrics_tail_starts_again_when_a_resume_replaces_the_file(tmp_path: Path) -> None:
+    from deconv_gui.training.metrics_log import truncate_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(_train(i)) + "\n" for i in (1, 2, 3, 4)))
+    tail = MetricsTail(path)
+    assert [r["iteration"] for r in tail.read()] == [1, 2, 3, 4] and not tail.restarted
+    truncate_metrics(path, 2)  # a resume from iteration 2: atomically replaced ...
+    with open(path, "a") as f:  # ... and the resumed run has already logged past the old end
+        f.write("".join(json.dumps(_train(i, loss=0.5)) + "\n" for i in (3, 4, 5, 6, 7)))
+    records = tail.read()
+    assert tail.restarted and [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
+    summary = RunSummary()
+    summary.update(records)
+    assert summary.train_iterations == [1, 2, 3, 4, 5, 6, 7]
+    assert tail.read() == [] and not tail.restarted
+
+
 def test_text_tail_keeps_last_carriage_return_segment(tmp_path: Path) -> None:
     path = tmp_path / "console.log"
     path.write_bytes(b"hello\n 10%|#   \r 50%|#####  \r100%|########\nnext")

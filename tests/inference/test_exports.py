@@ -102,7 +102,7 @@ def _expected_instances(result: SegmentationResult) -> dict[int, tuple[np.ndarra
 
 
 def _no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if ".tmp" in p.name or p.name.startswith(".deconv_gui")]
+    return not [p for p in folder.rglob("*") if p.name.startswith(".")]  # temporaries, staged sets, probes
 
 
 def test_every_format_reads_back(tmp_path: Path) -> None:
@@ -383,3 +383,34 @@ def test_instances_follow_the_hand_edits(tmp_path: Path) -> None:
     assert [e["source"] for e in entries].count("edit") == 1
     assert next(e for e in entries if e["source"] == "edit")["proposal"] is None
     assert instance_records(result, result.label.copy())[0].mask.sum() == before[sorted(before)[0]].mask.sum()
+
+
+def test_an_export_finishes_an_interrupted_set_and_removes_only_our_stale_temporaries(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from deconv_gui.io.atomic import COMMIT_MARK
+
+    image, result = _instance_result()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = proc.pid
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [f".scene.png.deconv-tmp-{dead}-0123abcd.png", f".other_instances.deconv-tmp-{dead}-89abcdef"]
+    (out / stale[0]).write_bytes(b"half a png")
+    (out / stale[1]).mkdir()  # a set a kill cut short while staging: no commit mark
+    (out / stale[1] / "000.png").write_bytes(b"mask")
+    swapped = out / "old_instances"  # a set a kill cut inside its swap: masks in, JSON still staged
+    swapped.mkdir()
+    (swapped / ".deconv-staged.json").write_text('{"instances": []}')
+    (swapped / COMMIT_MARK).write_text(json.dumps({"pid": dead, "folder": "old_instances",
+                                                   "json": "old_instances.json"}))
+    foreign = [".scene.png.tmpk3j_x9q1.png", "notes.deconv-tmp-1.txt", ".hidden"]
+    for name in foreign:
+        (out / name).write_bytes(b"not ours")
+    export_result(out, "scene", image, result, ("palette", "instances"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*foreign, "scene.png", "scene_instances", "scene_instances.json", "old_instances", "old_instances.json"])
+    assert json.loads((out / "old_instances.json").read_text()) == {"instances": []}
+    assert sorted(p.name for p in swapped.iterdir()) == []

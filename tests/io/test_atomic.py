@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from deconv_gui.core.errors import OutputError
-from deconv_gui.io.atomic import atomic_path, atomic_write_bytes
+from deconv_gui.io.atomic import (
+    COMMIT_MARK,
+    atomic_path,
+    atomic_write_bytes,
+    clean_stale_temps,
+    temp_name,
+    temp_owner,
+)
 
 
 def test_write_bytes_creates_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -91,3 +99,60 @@ def test_no_overwrite(tmp_path: Path) -> None:
         atomic_write_bytes(target, b"second", overwrite=False)
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temp_names_are_recognisable_and_keep_the_suffix(tmp_path: Path) -> None:
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):  # noqa: ANN001, ANN202
+        seen.append(Path(src).name)
+        return real_replace(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "replace", spy)
+        atomic_write_bytes(tmp_path / "label.png", b"x")
+    assert len(seen) == 1 and temp_owner(seen[0]) == os.getpid()
+    assert seen[0].startswith(".label.png.deconv-tmp-") and seen[0].endswith(".png")
+    assert temp_owner(temp_name("x" * 300, suffix=".pt")) == os.getpid()  # long names are cut, not refused
+    assert len(temp_name("x" * 300, suffix=".pt")) < 140
+
+
+def test_clean_stale_temps_removes_only_ours_of_dead_or_ancient_processes(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    ours_dead = [f".a.png.deconv-tmp-{dead}-0123abcd.png", f".state.pt.deconv-tmp-{dead}-89abcdef.pt",
+                 f".b_instances.deconv-old-{dead}-00000000"]
+    for name in ours_dead[:2]:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / ours_dead[2]).mkdir()
+    (tmp_path / ours_dead[2] / "000.png").write_bytes(b"old mask")
+    alive = [f".c.png.deconv-tmp-{os.getpid()}-0123abcd.png", ".d.png.deconv-tmp-1-0123abcd.png"]
+    ancient = f".e.json.deconv-tmp-{os.getpid()}-fedcba98.json"  # a reused id: the age tells
+    foreign = [".a.png.tmpk3j_x9q1.png", "a.png.deconv-tmp-123-0123abcd.png", ".a.deconv-tmp-x1-0123abcd.png",
+               f".a.png.deconv-tmp-{dead}-0123abcd.png.bak", f".f.deconv-tmp-{dead}-0123ABCD", "notes.txt",
+               f".g.deconv-tmp-{dead}-012345678"]
+    for name in alive + [ancient] + foreign:
+        (tmp_path / name).write_bytes(b"keep?")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(tmp_path / ancient, (two_days_ago, two_days_ago))
+    link = tmp_path / f".h.deconv-tmp-{dead}-0123abcd"
+    link.symlink_to(tmp_path / "notes.txt")
+    staged = tmp_path / f".i_instances.deconv-tmp-{dead}-0123abcd"  # complete: left for its owner's recovery
+    staged.mkdir()
+    (staged / COMMIT_MARK).write_text("{}")
+
+    removed = clean_stale_temps(tmp_path)
+
+    assert sorted(p.name for p in removed) == sorted([*ours_dead, ancient])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([*alive, *foreign, link.name, staged.name])
+    assert clean_stale_temps(tmp_path / "missing") == []

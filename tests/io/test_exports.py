@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from deconv_gui.core.errors import OutputError
+from deconv_gui.io.atomic import COMMIT_MARK, clean_stale_temps
 from deconv_gui.io.exports import (
     InstanceRecord,
     clip_box,
@@ -22,6 +25,7 @@ from deconv_gui.io.exports import (
     is_background,
     label_components,
     mask_box,
+    recover_instance_exports,
     write_coco,
     write_instances,
 )
@@ -120,6 +124,89 @@ def test_write_instances_removes_only_stale_masks(tmp_path: Path) -> None:
     (tmp_path / "img_instances" / "notes.txt").write_text("mine")
     write_instances(tmp_path, "img", (30, 40), NAMES, _records()[1:])
     assert sorted(p.name for p in (tmp_path / "img_instances").iterdir()) == ["003.png", "notes.txt"]
+
+
+def _set_of(out: Path, stem: str) -> list[int] | None:
+    """The mask areas of ``stem``'s export when its JSON and mask folder form one consistent set, else None:
+    every mask the JSON names exists with the JSON's pixel count, and the folder holds no other mask."""
+    try:
+        entries = json.loads((out / f"{stem}_instances.json").read_text())["instances"]
+    except (OSError, ValueError):
+        return None
+    masks = out / f"{stem}_instances"
+    on_disk = sorted(p.name for p in masks.glob("*.png")) if masks.is_dir() else []
+    if on_disk != sorted(Path(e["mask"]).name for e in entries):
+        return None
+    for entry in entries:
+        with Image.open(out / entry["mask"]) as im:
+            if int((np.asarray(im) == 255).sum()) != entry["area"]:
+                return None
+    return [e["area"] for e in entries]
+
+
+def _killed_at(step: int, out: Path, records: list[InstanceRecord]) -> bool:
+    """Run ``write_instances`` in a forked child that dies (``os._exit``, no cleanup) just before its
+    ``step``-th rename/replace/removal; True when it died there, False when it finished first."""
+    pid = os.fork()
+    if pid == 0:  # the child: count the steps that change what a reader sees
+        try:
+            count = [0]
+
+            def counting(real):  # noqa: ANN001, ANN202
+                def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                    count[0] += 1
+                    if count[0] == step:
+                        os._exit(3)
+                    return real(*args, **kwargs)
+                return wrapper
+
+            os.replace, os.rename, shutil.rmtree = (counting(f) for f in (os.replace, os.rename, shutil.rmtree))
+            write_instances(out, "img", (30, 40), NAMES, records)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001 - the child must never return into pytest
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    assert code in (0, 3), code
+    return code == 3
+
+
+def test_a_kill_at_any_step_of_an_instance_export_leaves_one_whole_set(tmp_path: Path) -> None:
+    old = [InstanceRecord(mask=_disc(30, 40, 15, 20, r), class_id=1, score=0.5, index=i)
+           for i, r in enumerate((4, 6, 8))]
+    new = [InstanceRecord(mask=_disc(30, 40, 14, 18, r), class_id=2, score=0.7, index=i)
+           for i, r in ((0, 3), (2, 5), (5, 7))]  # 000 and 002 change, 001 goes, 005 comes
+    old_areas, new_areas = [int(r.mask.sum()) for r in old], [int(r.mask.sum()) for r in new]
+    outcomes, torn_before_recovery = [], 0
+    for step in range(1, 100):
+        out = tmp_path / f"k{step}"
+        out.mkdir()
+        write_instances(out, "img", (30, 40), NAMES, old)
+        (out / "img_instances" / "notes.txt").write_text("mine")
+        if not _killed_at(step, out, new):
+            break
+        torn_before_recovery += _set_of(out, "img") is None
+        recover_instance_exports(out)
+        clean_stale_temps(out)
+        areas = _set_of(out, "img")
+        assert areas in (old_areas, new_areas), (step, areas)
+        outcomes.append("old" if areas == old_areas else "new")
+        assert sorted(p.name for p in out.iterdir()) == ["img_instances", "img_instances.json"], step
+        assert (out / "img_instances" / "notes.txt").read_text() == "mine", step
+    assert _set_of(out, "img") == new_areas  # the uninterrupted export
+    assert len(outcomes) >= 8 and outcomes == sorted(outcomes, key=["old", "new"].index), outcomes
+    assert "old" in outcomes and "new" in outcomes
+    assert torn_before_recovery <= 2  # only inside the swap's renames, and the next export finishes those
+
+
+def test_recovery_leaves_the_sets_of_running_processes_alone(tmp_path: Path) -> None:
+    write_instances(tmp_path, "img", (30, 40), NAMES, _records())
+    staged = tmp_path / f".img_instances.deconv-tmp-{os.getpid()}-0123abcd"
+    staged.mkdir()
+    (staged / COMMIT_MARK).write_text(json.dumps({"pid": os.getpid(), "folder": "img_instances",
+                                                  "json": "img_instances.json"}))
+    assert recover_instance_exports(tmp_path) == []
+    assert staged.exists() and clean_stale_temps(tmp_path) == [] and staged.exists()
 
 
 def test_coco_file_loads_with_pycocotools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,7 +58,7 @@ def test_read_only_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)  # root ignores chmod: simulate a read-only folder
+    monkeypatch.setattr(files, "make_temp_file", refuse)  # root ignores chmod: simulate a read-only folder
     with pytest.raises(OutputError, match="folder is not writable: Permission denied") as info:
         require_writable_folder(tmp_path)
     assert info.value.path == str(tmp_path)

@@ -84,6 +84,8 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_weights(tree: Path, tmp_p
     result = run_training(resume_config(killed), resume=True)
     assert result.status == "finished" and result.iteration == ITERATIONS
     assert any(r.get("event") == "resumed" and r["iteration"] == stopped_at for r in _events(killed))
+    trained = [r["iteration"] for r in _events(killed) if r["kind"] == "train"]
+    assert trained == list(range(1, ITERATIONS + 1))  # the iterations the kill lost are not drawn twice
 
     straight = tmp_path / "straight"
     run_training(_cfg(tree, straight))
