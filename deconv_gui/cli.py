@@ -1,4 +1,4 @@
-"""The ``deconv-gui`` command: ``segment`` images and ``evaluate`` a model on a dataset.
+"""The ``deconv-gui`` command: ``segment`` images, ``evaluate`` a model on a dataset, ``import-caffe`` weights.
 
 Every error a user can cause is printed as one line ``error: <file>: <reason>`` — never a traceback. A folder
 run reports a bad file and goes on with the next one; the exit status is 1 if any file failed.
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     _add_model_args(ev)
+
+    imp = sub.add_parser("import-caffe", help="convert an original Caffe .caffemodel (DeconvNet, FCN-8s) to a checkpoint")
+    imp.add_argument("caffemodel", help="the .caffemodel weights file (e.g. DeconvNet_trainval_inference.caffemodel)")
+    imp.add_argument("--arch", choices=("auto", "deconvnet", "fcn8s"), default="auto",
+                     help="the network in the file (auto: recognised from its layer names)")
+    imp.add_argument("--out", required=True, help="checkpoint (.pt) to write")
     add_train_parser(sub)
     return parser
 
@@ -196,6 +202,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_caffe(args: argparse.Namespace) -> int:
+    """Convert a ``.caffemodel``; nothing is written when the file is not usable."""
+    from deconv_gui.models.caffe_import import import_caffe
+
+    summary = import_caffe(args.caffemodel, args.out, args.arch)
+    print(f"{summary.describe()}\nwritten to {args.out}")
+    return 0
+
+
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 #: The demo model was trained on synthetic scenes whose colours always hint the class (see its model card).
 DEMO_ANY_HUE_PROBABILITY = 0.0
@@ -256,7 +271,7 @@ def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,
+    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo, "import-caffe": cmd_import_caffe,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)

@@ -36,6 +36,8 @@ FORMAT_VERSION = 1
 KNOWN_ARCHITECTURES: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+GEOMETRIES: tuple[str, ...] = ("aligned", "caffe")
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # torch's legacy format and plain pickles start with the PROTO opcode
@@ -53,9 +55,11 @@ _KNOWN_NON_CHECKPOINTS = {
 class ModelMeta:
     """What a checkpoint says about its weights.
 
-    ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 RGB input per channel;
-    ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``train_config`` and
-    ``metrics`` are free-form but must be plain (JSON-like) data.
+    ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 input per channel, in
+    ``channel_order`` (``"rgb"``, or ``"bgr"`` for Caffe weights: the runner flips the channels first);
+    ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``geometry`` is
+    ``"aligned"`` (this project's layout) or ``"caffe"`` (FCN-8s as the original: conv1_1 pad 100, crops at
+    5/9/31). ``train_config`` and ``metrics`` are free-form but must be plain (JSON-like) data.
     """
 
     architecture: str
@@ -69,6 +73,8 @@ class ModelMeta:
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    channel_order: str = "rgb"
+    geometry: str = "aligned"
 
     def problems(self) -> list[str]:
         """Internal inconsistencies (empty when the metadata is usable)."""
@@ -83,6 +89,12 @@ class ModelMeta:
             found.append("mean/std are not 3 values with std > 0")
         if self.width <= 0:
             found.append(f"width is {self.width}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            found.append(f"channel_order is {self.channel_order!r}, not one of {', '.join(CHANNEL_ORDERS)}")
+        if self.geometry not in GEOMETRIES:
+            found.append(f"geometry is {self.geometry!r}, not one of {', '.join(GEOMETRIES)}")
+        elif self.geometry == "caffe" and self.architecture != "fcn8s":
+            found.append(f"geometry 'caffe' exists for fcn8s only, not {self.architecture}")
         return found
 
     def to_plain(self) -> dict[str, Any]:
@@ -111,6 +123,7 @@ class ModelMeta:
             meta.class_names = [str(c) for c in meta.class_names]
             meta.palette = [[int(v) for v in c] for c in meta.palette]
             meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
+            meta.channel_order, meta.geometry = str(meta.channel_order), str(meta.geometry)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"metadata is malformed ({err})", path) from None
         problems = meta.problems()

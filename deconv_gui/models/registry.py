@@ -43,10 +43,11 @@ def _builder(name: str) -> Callable[..., nn.Module]:
 
 
 def build_model(
-    name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False
+    name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False, **options: object
 ) -> nn.Module:
-    """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise."""
-    return _builder(name)(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone)
+    """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise.
+    ``options`` go to the builder as they are (e.g. ``geometry="caffe"`` for fcn8s)."""
+    return _builder(name)(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **options)
 
 
 def input_multiple(name: str) -> int:
@@ -55,9 +56,12 @@ def input_multiple(name: str) -> int:
     return _INPUT_MULTIPLE
 
 
-def whole_image_size(name: str, height: int, width: int) -> tuple[int, int]:
+def whole_image_size(name: str, height: int, width: int, geometry: str = "aligned") -> tuple[int, int]:
     """The ``(H, W)`` to zero-pad a ``height × width`` whole image to (bottom/right) before model ``name``: the
-    next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map."""
+    next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map.
+    ``geometry="caffe"`` (imported FCN-8s) takes any size as the original did: no padding."""
+    if geometry == "caffe":
+        return height, width
     multiple = input_multiple(name)
     min_side = DECONVNET_MIN_INPUT if name == "deconvnet" else multiple
     return max(-(-height // multiple) * multiple, min_side), max(-(-width // multiple) * multiple, min_side)
@@ -103,8 +107,9 @@ def model_from_checkpoint(
         raise CheckpointError(f"unknown architecture {meta.architecture!r}", path) from None
     # Build on the meta device (no memory, no init work: full DeconvNet would spend seconds on random init
     # only to overwrite it), then adopt the loaded tensors.
+    extra = {"geometry": meta.geometry} if meta.geometry != "aligned" else {}
     with torch.device("meta"):
-        model = builder(num_classes=meta.num_classes, width=meta.width, pretrained_backbone=False)
+        model = builder(num_classes=meta.num_classes, width=meta.width, pretrained_backbone=False, **extra)
     mismatches = _state_mismatches(model, state_dict)
     if mismatches:
         shown = "; ".join(mismatches[:_MAX_MISMATCHES_SHOWN])

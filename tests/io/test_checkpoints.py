@@ -173,3 +173,15 @@ def test_bad_contents(tmp_path: Path) -> None:
     meta = {**_meta().to_plain(), "num_classes": "two"}
     _assert_refused(_save_raw(tmp_path / "typed.pt", meta=meta), "malformed")
     _assert_refused(_save_raw(tmp_path / "nostate.pt", state_dict=[1, 2]), "state_dict")
+
+
+def test_channel_order_and_geometry_default_for_older_files(tmp_path: Path) -> None:
+    """Files written before channel_order/geometry existed load as RGB, aligned; bad values are refused."""
+    meta = _meta().to_plain()
+    del meta["channel_order"], meta["geometry"]
+    _, loaded = load_checkpoint(_save_raw(tmp_path / "old.pt", meta=meta))
+    assert (loaded.channel_order, loaded.geometry) == ("rgb", "aligned")
+    meta = {**_meta().to_plain(), "channel_order": "grb"}
+    _assert_refused(_save_raw(tmp_path / "order.pt", meta=meta), "channel_order is 'grb'")
+    meta = {**_meta().to_plain(), "geometry": "caffe"}
+    _assert_refused(_save_raw(tmp_path / "geom.pt", meta=meta), "geometry 'caffe' exists for fcn8s only")
