@@ -143,6 +143,10 @@ class Controller(QObject):
     def load_weights(self, path: Path) -> None:
         self._submit("model", self.engine.load_job(Path(path), self.engine.device), Path(path))
 
+    def import_caffe(self, source: Path, out: Path) -> None:
+        """Convert a ``.caffemodel`` to the checkpoint ``out`` on the worker, then use it as the model."""
+        self._submit("model", self.engine.import_caffe_job(Path(source), Path(out), self.engine.device), Path(out))
+
     def load_partner(self, path: Path | None) -> None:
         if path is None:
             self.engine.set_partner(None, None)
