@@ -1,4 +1,5 @@
-"""The ``deconv-gui`` command: ``segment`` images, ``evaluate`` a model on a dataset, ``import-caffe`` weights.
+"""The ``deconv-gui`` command: ``segment`` images, ``evaluate`` a model on a dataset, ``import-caffe`` weights,
+``export-onnx``.
 
 Every error a user can cause is printed as one line ``error: <file>: <reason>`` — never a traceback. A folder
 run reports a bad file and goes on with the next one; the exit status is 1 if any file failed.
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--arch", choices=("auto", "deconvnet", "fcn8s"), default="auto",
                      help="the network in the file (auto: recognised from its layer names)")
     imp.add_argument("--out", required=True, help="checkpoint (.pt) to write")
+
+    onx = sub.add_parser("export-onnx", help="export a checkpoint to ONNX (preprocessing included)")
+    onx.add_argument("weights", help="checkpoint (.pt) to export")
+    onx.add_argument("--out", required=True, help="ONNX file to write")
+    onx.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                     help="input height and width (default: the checkpoint's input size, 224 for DeconvNet)")
     add_train_parser(sub)
     return parser
 
@@ -211,6 +218,16 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from deconv_gui.inference.onnx_export import export_onnx
+
+    height, width = args.size if args.size else (None, None)
+    meta, (h, w) = export_onnx(args.weights, args.out, height=height, width=width)
+    print(f"{meta.architecture} ({meta.num_classes} classes) written to {args.out}: input 'image' float32 "
+          f"(N, 3, {h}, {w}) RGB 0-255, output 'scores' (N, {meta.num_classes}, {h}, {w})")
+    return 0
+
+
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 #: The demo model was trained on synthetic scenes whose colours always hint the class (see its model card).
 DEMO_ANY_HUE_PROBABILITY = 0.0
@@ -272,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo, "import-caffe": cmd_import_caffe,
+                "export-onnx": cmd_export_onnx,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)
