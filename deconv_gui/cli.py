@@ -153,28 +153,107 @@ def _segmented(files: list[Path], segmenter, bar, failed: list[Path]) -> Iterato
         bar.update(1)
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
-    """Segment the input; existing outputs are overwritten (a folder's COCO file is one ``coco.json``)."""
-    from tqdm import tqdm
+def shard_files(files: list[Path], rank: int, world: int) -> list[Path]:
+    """This process's disjoint share of ``files`` (every ``world``-th stem, in order): files that share a stem
+    (``a.png``, ``a.jpg``) go to the same process, so their output names are those of a single-process run."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems.setdefault(f.stem, len(stems))
+    return [f for f in files if stems[f.stem] % world == rank]
 
-    from deconv_gui.inference.exports import export_folder, export_result
+
+def _join_ranks(args: argparse.Namespace):  # noqa: ANN202 - DistInfo, imported lazily
+    """Under torchrun: join the process group (NCCL with one GPU per rank, else gloo on the CPU) and point
+    ``args.device`` at this rank's GPU. A single process otherwise (no-op)."""
+    import torch
+
+    from deconv_gui.training.distributed import setup
+
+    use_cuda = args.device != "cpu" and torch.cuda.is_available()
+    info = setup("cuda" if use_cuda else "cpu")
+    if info.enabled and use_cuda:
+        args.device = f"cuda:{info.local_rank}"
+    return info
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment the input; existing outputs are overwritten (a folder's COCO file is one ``coco.json``).
+
+    Under ``torchrun --nproc_per_node N`` each process segments a disjoint share of the files
+    (:func:`shard_files`) and writes their per-image outputs; rank 0 merges the COCO file and writes
+    ``segment_summary.json`` (who did which file, failures, seconds) once every rank is done."""
     from deconv_gui.io.files import require_writable_folder
+    from deconv_gui.training.distributed import teardown
 
     files = _segment_inputs(Path(args.input))
     out_dir = require_writable_folder(args.out)
+    info = _join_ranks(args)
+    try:
+        return _segment_share(args, files, out_dir, info)
+    finally:
+        teardown(info)
+
+
+def _segment_share(args: argparse.Namespace, files: list[Path], out_dir: Path, info) -> int:  # noqa: ANN001
+    import json
+
+    from tqdm import tqdm
+
+    from deconv_gui.inference.exports import FOLDER_COCO_NAME, export_folder, export_result
+
+    t0 = time.perf_counter()
+    share = shard_files(files, info.rank, info.world_size)
     segmenter = _make_segmenter(args)
     formats = _export_formats(args)
     failed: list[Path] = []
-    bar = tqdm(total=len(files), unit="img", disable=None)
-    items = _segmented(files, segmenter, bar, failed)
+    bar = tqdm(total=len(share), unit="img", disable=None if info.is_main else True)
+    items = _segmented(share, segmenter, bar, failed)
+    part_name = f".coco.rank{info.rank}.json" if info.enabled else FOLDER_COCO_NAME
     if Path(args.input).is_dir():
-        export_folder(items, out_dir, formats, overwrite=True)
+        export_folder(items, out_dir, formats, overwrite=True, coco_name=part_name)
     else:
         for path, image, result in items:
             export_result(out_dir, path.stem, image, result, formats, overwrite=True, image_name=path.name)
     bar.close()
-    print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}")
-    return 1 if failed else 0
+    if not info.enabled:
+        print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}")
+        return 1 if failed else 0
+    # Each rank's COCO part travels to rank 0 as data (no shared folder needed across machines).
+    part_path = out_dir / part_name
+    part = json.loads(part_path.read_text()) if part_path.exists() else None
+    part_path.unlink(missing_ok=True)
+    mine = {"rank": info.rank, "device": segmenter.runner.describe_device(), "files": [str(p) for p in share],
+            "failed": [str(p) for p in failed], "seconds": round(time.perf_counter() - t0, 2), "coco": part}
+    import torch.distributed as dist
+
+    reports: list[dict] = [{}] * info.world_size
+    dist.all_gather_object(reports, mine)
+    n_failed = sum(len(r["failed"]) for r in reports)
+    if info.is_main:
+        _merge_rank_reports(reports, files, out_dir, args)
+        print(f"{len(files) - n_failed} of {len(files)} images segmented into {out_dir} by {info.world_size} "
+              f"processes")
+    return 1 if n_failed else 0
+
+
+def _merge_rank_reports(reports: list[dict], files: list[Path], out_dir: Path, args: argparse.Namespace) -> None:
+    """Rank 0: one ``coco.json`` from the ranks' parts and ``segment_summary.json``."""
+    from deconv_gui.inference.exports import FOLDER_COCO_NAME
+    from deconv_gui.io.exports import merge_coco_parts
+    from deconv_gui.io.label_maps import write_json
+
+    parts = [r["coco"] for r in reports if r["coco"] is not None]
+    if parts:
+        try:
+            merge_coco_parts(parts, out_dir / FOLDER_COCO_NAME, [p.name for p in files])
+        except ValueError as exc:
+            raise DeconvGuiError(f"cannot merge the processes' COCO files: {exc}", out_dir) from None
+    write_json(out_dir / "segment_summary.json", {
+        "input": str(args.input), "weights": str(args.weights), "processes": len(reports), "images": len(files),
+        "segmented": len(files) - sum(len(r["failed"]) for r in reports),
+        "failed": [f for r in reports for f in r["failed"]],
+        "ranks": [{k: v for k, v in r.items() if k != "coco"} for r in reports],
+    })
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
