@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the network in the file (auto: recognised from its layer names)")
     imp.add_argument("--out", required=True, help="checkpoint (.pt) to write")
 
+    tv = sub.add_parser("import-torchvision",
+                        help="convert a torchvision segmentation state dict (e.g. fcn_resnet50_coco-*.pth) to a checkpoint")
+    tv.add_argument("weights_file", help="the .pth state dict (torchvision's hub cache file, or your own)")
+    tv.add_argument("--arch", default="auto",
+                    help="fcn_resnet50, fcn_resnet101, deeplabv3_resnet50, deeplabv3_resnet101, "
+                         "deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large (auto: recognised from its keys)")
+    tv.add_argument("--out", required=True, help="checkpoint (.pt) to write")
+
     onx = sub.add_parser("export-onnx", help="export a checkpoint to ONNX (preprocessing included)")
     onx.add_argument("weights", help="checkpoint (.pt) to export")
     onx.add_argument("--out", required=True, help="ONNX file to write")
@@ -297,6 +305,13 @@ def cmd_import_caffe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_torchvision(args: argparse.Namespace) -> int:
+    from deconv_gui.models.torchvision_seg import import_torchvision
+
+    print(f"{import_torchvision(args.weights_file, args.out, args.arch)}\nwritten to {args.out}")
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from deconv_gui.inference.onnx_export import export_onnx
 
@@ -368,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo, "import-caffe": cmd_import_caffe,
-                "export-onnx": cmd_export_onnx,
+                "export-onnx": cmd_export_onnx, "import-torchvision": cmd_import_torchvision,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)

@@ -34,6 +34,12 @@ FORMAT_VERSION = 1
 #: The architectures a checkpoint may name; equal to ``deconv_gui.models.registry.MODEL_BUILDERS``'s keys
 #: (a test keeps them equal — io may not import models).
 KNOWN_ARCHITECTURES: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
+#: Load-only architectures (torchvision's segmentation models, imported from their state-dict files); equal to
+#: ``deconv_gui.models.torchvision_seg.TORCHVISION_BUILDERS``'s keys.
+IMPORTED_ARCHITECTURES: tuple[str, ...] = (
+    "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
@@ -235,9 +241,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
             path,
         )
     meta = ModelMeta.from_plain(payload.get("meta"), path)
-    if meta.architecture not in KNOWN_ARCHITECTURES:
+    if meta.architecture not in KNOWN_ARCHITECTURES + IMPORTED_ARCHITECTURES:
         raise CheckpointError(
-            f"unknown architecture {meta.architecture!r} (known: {', '.join(KNOWN_ARCHITECTURES)})", path
+            f"unknown architecture {meta.architecture!r} (known: "
+            f"{', '.join(KNOWN_ARCHITECTURES + IMPORTED_ARCHITECTURES)})", path
         )
     raw = payload.get("state_dict")
     if not isinstance(raw, dict) or not all(isinstance(v, Tensor) for v in raw.values()):

@@ -20,6 +20,7 @@ from deconv_gui.models.deconvnet import deconvnet
 from deconv_gui.models.fcn import fcn8s
 from deconv_gui.models.linknet import linknet
 from deconv_gui.models.pspnet import pspnet
+from deconv_gui.models.torchvision_seg import TORCHVISION_BUILDERS
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "deconvnet": deconvnet,
@@ -36,8 +37,9 @@ _MAX_MISMATCHES_SHOWN = 3
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of ``name``: the zoo's, or a load-only torchvision segmentation model's."""
     try:
-        return MODEL_BUILDERS[name]
+        return MODEL_BUILDERS[name] if name in MODEL_BUILDERS else TORCHVISION_BUILDERS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; valid names: {', '.join(MODEL_BUILDERS)}") from None
 
@@ -59,8 +61,9 @@ def input_multiple(name: str) -> int:
 def whole_image_size(name: str, height: int, width: int, geometry: str = "aligned") -> tuple[int, int]:
     """The ``(H, W)`` to zero-pad a ``height × width`` whole image to (bottom/right) before model ``name``: the
     next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map.
-    ``geometry="caffe"`` (imported FCN-8s) takes any size as the original did: no padding."""
-    if geometry == "caffe":
+    ``geometry="caffe"`` (imported FCN-8s) and torchvision's models take any size as the originals did: no
+    padding."""
+    if geometry == "caffe" or name in TORCHVISION_BUILDERS:
         return height, width
     multiple = input_multiple(name)
     min_side = DECONVNET_MIN_INPUT if name == "deconvnet" else multiple
