@@ -295,6 +295,7 @@ def convert_caffe(net: CaffeNet, path: str | os.PathLike[str], arch: str = "auto
     )
     params = sum(int(np.prod(v.shape)) for k, v in expected.items() if k in dict(model.named_parameters()))
     summary = ImportSummary(arch, width, classes, params, net.name, net.version, len(net.layers))
+    meta.train_config["recognised"] = summary.describe()
     return mapper.state, meta, summary
 
 

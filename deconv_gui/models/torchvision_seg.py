@@ -109,6 +109,8 @@ def import_torchvision(path: str | os.PathLike[str], out: str | os.PathLike[str]
         palette=voc_palette()[:classes].tolist(), input_size=520,
         train_config={"imported_from": path.name, "source": "torchvision"},
     )
-    save_checkpoint(out, state, meta)
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
-    return f"torchvision {name}, {classes} classes{' (VOC)' if voc else ''}, {params / 1e6:.1f}M parameters"
+    meta.train_config["recognised"] = (f"torchvision {name}, {classes} classes{' (VOC)' if voc else ''}, "
+                                       f"{params / 1e6:.1f}M parameters")
+    save_checkpoint(out, state, meta)
+    return meta.train_config["recognised"]

@@ -428,6 +428,10 @@ class Controller(QObject):
             return
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
+        meta = getattr(runner, "meta", None)
+        recognised = meta.train_config.get("recognised") if meta is not None else None
+        if recognised:  # an imported Caffe / torchvision model: say what it was recognised as
+            self.status.emit(f"{path.name}: {recognised}")
         # Cached maps came from another model (or lack the partner's): segment again.
         for session in self._sessions.values():
             if lane == "model":

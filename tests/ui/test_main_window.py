@@ -424,8 +424,9 @@ def test_import_caffe_model_from_the_file_menu(qtbot, scene_png, tmp_path, monke
     window = make_window(qtbot, None)
     file_menu = window.menuBar().actions()[0].menu()
     action = next(a for a in file_menu.actions() if a.text() == "&Import Caffe model…")
-    with qtbot.waitSignal(window.controller.model_changed, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.controller.status, timeout=WAIT_MS) as status:
         action.trigger()
+    assert status.args[0].startswith("imported.pt: DeconvNet, width 0.0625, 21 classes (VOC), ")
     assert out.exists() and window.controller.engine.runner.meta.channel_order == "bgr"
     s = open_and_wait(qtbot, window, scene_png)
     assert s.shown.label.shape == (120, 160)
