@@ -1,4 +1,5 @@
-"""The ``deconv-gui`` command: ``segment`` images and ``evaluate`` a model on a dataset.
+"""The ``deconv-gui`` command: ``segment`` images, ``evaluate`` a model on a dataset, ``import-caffe`` weights,
+``export-onnx``.
 
 Every error a user can cause is printed as one line ``error: <file>: <reason>`` — never a traceback. A folder
 run reports a bad file and goes on with the next one; the exit status is 1 if any file failed.
@@ -75,6 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="val")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     _add_model_args(ev)
+
+    imp = sub.add_parser("import-caffe", help="convert an original Caffe .caffemodel (DeconvNet, FCN-8s) to a checkpoint")
+    imp.add_argument("caffemodel", help="the .caffemodel weights file (e.g. DeconvNet_trainval_inference.caffemodel)")
+    imp.add_argument("--arch", choices=("auto", "deconvnet", "fcn8s"), default="auto",
+                     help="the network in the file (auto: recognised from its layer names)")
+    imp.add_argument("--out", required=True, help="checkpoint (.pt) to write")
+
+    tv = sub.add_parser("import-torchvision",
+                        help="convert a torchvision segmentation state dict (e.g. fcn_resnet50_coco-*.pth) to a checkpoint")
+    tv.add_argument("weights_file", help="the .pth state dict (torchvision's hub cache file, or your own)")
+    tv.add_argument("--arch", default="auto",
+                    help="fcn_resnet50, fcn_resnet101, deeplabv3_resnet50, deeplabv3_resnet101, "
+                         "deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large (auto: recognised from its keys)")
+    tv.add_argument("--out", required=True, help="checkpoint (.pt) to write")
+
+    onx = sub.add_parser("export-onnx", help="export a checkpoint to ONNX (preprocessing included)")
+    onx.add_argument("weights", help="checkpoint (.pt) to export")
+    onx.add_argument("--out", required=True, help="ONNX file to write")
+    onx.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                     help="input height and width (default: the checkpoint's input size, 224 for DeconvNet)")
     add_train_parser(sub)
     add_tune_parsers(sub, _add_model_args)
     return parser
@@ -162,32 +183,112 @@ def _segmented(files: list[Path], segmenter, bar, failed: list[Path]) -> Iterato
         bar.update(1)
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
-    """Segment the input; existing outputs are overwritten (a folder's COCO file is one ``coco.json``)."""
-    from tqdm import tqdm
+def shard_files(files: list[Path], rank: int, world: int) -> list[Path]:
+    """This process's disjoint share of ``files`` (every ``world``-th stem, in order): files that share a stem
+    (``a.png``, ``a.jpg``) go to the same process, so their output names are those of a single-process run."""
+    stems: dict[str, int] = {}
+    for f in files:
+        stems.setdefault(f.stem, len(stems))
+    return [f for f in files if stems[f.stem] % world == rank]
 
-    from deconv_gui.inference.exports import export_folder, export_result
+
+def _join_ranks(args: argparse.Namespace):  # noqa: ANN202 - DistInfo, imported lazily
+    """Under torchrun: join the process group (NCCL with one GPU per rank, else gloo on the CPU) and point
+    ``args.device`` at this rank's GPU. A single process otherwise (no-op)."""
+    import torch
+
+    from deconv_gui.training.distributed import setup
+
+    use_cuda = args.device != "cpu" and torch.cuda.is_available()
+    info = setup("cuda" if use_cuda else "cpu")
+    if info.enabled and use_cuda:
+        args.device = f"cuda:{info.local_rank}"
+    return info
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment the input; existing outputs are overwritten (a folder's COCO file is one ``coco.json``).
+
+    Under ``torchrun --nproc_per_node N`` each process segments a disjoint share of the files
+    (:func:`shard_files`) and writes their per-image outputs; rank 0 merges the COCO file and writes
+    ``segment_summary.json`` (who did which file, failures, seconds) once every rank is done."""
     from deconv_gui.io.files import require_writable_folder
+    from deconv_gui.training.distributed import teardown
 
     listing = _segment_inputs(Path(args.input))
     files = listing.images
     for line in listing.skipped_lines():
         print(f"skipped: {line}", file=sys.stderr)
     out_dir = require_writable_folder(args.out)
+    info = _join_ranks(args)
+    try:
+        return _segment_share(args, files, out_dir, info, len(listing.skipped))
+    finally:
+        teardown(info)
+
+
+def _segment_share(args: argparse.Namespace, files: list[Path], out_dir: Path, info,  # noqa: ANN001 - DistInfo
+                   skipped: int = 0) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from deconv_gui.inference.exports import FOLDER_COCO_NAME, export_folder, export_result
+
+    t0 = time.perf_counter()
+    share = shard_files(files, info.rank, info.world_size)
     segmenter = _make_segmenter(args)
     formats = _export_formats(args)
     failed: list[Path] = []
-    bar = tqdm(total=len(files), unit="img", disable=None)
-    items = _segmented(files, segmenter, bar, failed)
+    bar = tqdm(total=len(share), unit="img", disable=None if info.is_main else True)
+    items = _segmented(share, segmenter, bar, failed)
+    part_name = f".coco.rank{info.rank}.json" if info.enabled else FOLDER_COCO_NAME
     if Path(args.input).is_dir():
-        export_folder(items, out_dir, formats, overwrite=True)
+        export_folder(items, out_dir, formats, overwrite=True, coco_name=part_name)
     else:
         for path, image, result in items:
             export_result(out_dir, path.stem, image, result, formats, overwrite=True, image_name=path.name)
     bar.close()
-    note = f" ({len(listing.skipped)} folder entries skipped, listed above)" if listing.skipped else ""
-    print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}{note}")
-    return 1 if failed else 0
+    note = f" ({skipped} folder entries skipped, listed above)" if skipped else ""
+    if not info.enabled:
+        print(f"{len(files) - len(failed)} of {len(files)} images segmented into {out_dir}{note}")
+        return 1 if failed else 0
+    # Each rank's COCO part travels to rank 0 as data (no shared folder needed across machines).
+    part_path = out_dir / part_name
+    part = json.loads(part_path.read_text()) if part_path.exists() else None
+    part_path.unlink(missing_ok=True)
+    mine = {"rank": info.rank, "device": segmenter.runner.describe_device(), "files": [str(p) for p in share],
+            "failed": [str(p) for p in failed], "seconds": round(time.perf_counter() - t0, 2), "coco": part}
+    import torch.distributed as dist
+
+    reports: list[dict] = [{}] * info.world_size
+    dist.all_gather_object(reports, mine)
+    n_failed = sum(len(r["failed"]) for r in reports)
+    if info.is_main:
+        _merge_rank_reports(reports, files, out_dir, args)
+        print(f"{len(files) - n_failed} of {len(files)} images segmented into {out_dir} by {info.world_size} "
+              f"processes{note}")
+    return 1 if n_failed else 0
+
+
+def _merge_rank_reports(reports: list[dict], files: list[Path], out_dir: Path, args: argparse.Namespace) -> None:
+    """Rank 0: one ``coco.json`` from the ranks' parts and ``segment_summary.json``."""
+    from deconv_gui.inference.exports import FOLDER_COCO_NAME
+    from deconv_gui.io.exports import merge_coco_parts
+    from deconv_gui.io.label_maps import write_json
+
+    parts = [r["coco"] for r in reports if r["coco"] is not None]
+    if parts:
+        try:
+            merge_coco_parts(parts, out_dir / FOLDER_COCO_NAME, [p.name for p in files])
+        except ValueError as exc:
+            raise DeconvGuiError(f"cannot merge the processes' COCO files: {exc}", out_dir) from None
+    write_json(out_dir / "segment_summary.json", {
+        "input": str(args.input), "weights": str(args.weights), "processes": len(reports), "images": len(files),
+        "segmented": len(files) - sum(len(r["failed"]) for r in reports),
+        "failed": [f for r in reports for f in r["failed"]],
+        "ranks": [{k: v for k, v in r.items() if k != "coco"} for r in reports],
+    })
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -218,6 +319,32 @@ def dataset_for_model(args: argparse.Namespace, class_names: list[str]):  # noqa
         raise DeconvGuiError(f"the model's classes {names} differ from the dataset's {files.class_names}",
                              args.weights)
     return files, names
+
+
+def cmd_import_caffe(args: argparse.Namespace) -> int:
+    """Convert a ``.caffemodel``; nothing is written when the file is not usable."""
+    from deconv_gui.models.caffe_import import import_caffe
+
+    summary = import_caffe(args.caffemodel, args.out, args.arch)
+    print(f"{summary.describe()}\nwritten to {args.out}")
+    return 0
+
+
+def cmd_import_torchvision(args: argparse.Namespace) -> int:
+    from deconv_gui.models.torchvision_seg import import_torchvision
+
+    print(f"{import_torchvision(args.weights_file, args.out, args.arch)}\nwritten to {args.out}")
+    return 0
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from deconv_gui.inference.onnx_export import export_onnx
+
+    height, width = args.size if args.size else (None, None)
+    meta, (h, w) = export_onnx(args.weights, args.out, height=height, width=width)
+    print(f"{meta.architecture} ({meta.num_classes} classes) written to {args.out}: input 'image' float32 "
+          f"(N, 3, {h}, {w}) RGB 0-255, output 'scores' (N, {meta.num_classes}, {h}, {w})")
+    return 0
 
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
@@ -289,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _printable_names()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo,
+    commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo, "import-caffe": cmd_import_caffe,
+                "export-onnx": cmd_export_onnx, "import-torchvision": cmd_import_torchvision,
                 "tune-ensemble": cmd_tune_ensemble, "tune-crf": cmd_tune_crf,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:

@@ -310,6 +310,22 @@ class Engine:
 
         return job
 
+    @staticmethod
+    def import_caffe_job(source: Path, out: Path, device: str) -> Job:
+        """Convert the Caffe model ``source`` to the checkpoint ``out`` (nothing written on failure), then load
+        it: the job's value is the :class:`ModelRunner`, like :meth:`load_job`'s."""
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> ModelRunner:
+            from deconv_gui.models.caffe_import import import_caffe
+
+            progress(0, 2, "importing Caffe weights")
+            summary = import_caffe(source, out)
+            log.info("imported %s: %s", source, summary.describe())
+            progress(1, 2, "loading weights")
+            return load_runner(out, device)
+
+        return job
+
 
 def _recombine(
     raw: SegmentationResult, image: np.ndarray, choices: ViewChoices, include: np.ndarray, device: str,

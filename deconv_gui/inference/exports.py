@@ -218,13 +218,14 @@ def export_folder(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    coco_name: str = FOLDER_COCO_NAME,
 ) -> list[Path]:
     """Export ``(image path, image, result[, edited label])`` items (consumed lazily, one at a time) into
     ``out_dir``; an item's edited ``(H, W)`` label map, when given and not None, replaces ``result.label``.
 
     Every format but ``coco`` is written per image as :func:`export_result` does, named after the image's stem
     (``a.png`` and ``a.jpg`` both present: the second becomes ``a_jpg``); ``coco`` writes one ``coco.json`` for
-    all images, after the last one. ``progress(done, total, "export")`` follows each image (``total`` 0 when
+    all images, after the last one (``coco_name``: another name, e.g. one process's part). ``progress(done, total, "export")`` follows each image (``total`` 0 when
     ``items`` has no length); ``cancel`` is checked before each image (:class:`Cancelled` propagates and
     ``coco.json`` is not written). Raises :class:`OutputError` as :func:`export_result` does: for an existing
     ``coco.json`` before anything is written, for an image's existing output when that image comes (ask first
@@ -232,7 +233,7 @@ def export_folder(
     """
     fmts = check_formats(formats)
     out = _prepare_folder(out_dir)
-    coco_path = out / FOLDER_COCO_NAME
+    coco_path = out / coco_name
     want_coco = "coco" in fmts
     if want_coco and not overwrite:
         _refuse_existing([coco_path] if coco_path.exists() else [])

@@ -97,6 +97,7 @@ class ModelRunner:
         self.chunk_size = options.chunk_size or (32 if self.device.type == "cuda" else 8)
         self._mean = torch.tensor(meta.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(meta.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._bgr = meta.channel_order == "bgr"  # Caffe weights: mean/std are in B, G, R order
 
     @classmethod
     def from_checkpoint(cls, path: str, options: RunnerOptions = RunnerOptions(), **expect: object) -> ModelRunner:
@@ -131,9 +132,12 @@ class ModelRunner:
             yield
 
     def _to_input(self, images: np.ndarray) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 → normalised ``(N, 3, H, W)`` float32 on the device."""
+        """``(N, H, W, 3)`` uint8 RGB → normalised ``(N, 3, H, W)`` float32 on the device (in the checkpoint's
+        channel order)."""
         t = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         t = t.permute(0, 3, 1, 2).float().div_(255.0)
+        if self._bgr:
+            t = t.flip(1)
         t = (t - self._mean) / self._std
         if self.options.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
@@ -161,7 +165,7 @@ class ModelRunner:
         from deconv_gui.models.registry import whole_image_size
 
         h, w = image.shape[:2]
-        ph, pw = whole_image_size(self.architecture, h, w)
+        ph, pw = whole_image_size(self.architecture, h, w, self.meta.geometry)
         padded = np.zeros((ph, pw, 3), np.uint8)
         padded[:h, :w] = image
         out = self.forward_batch(padded[None])[0, :, :h, :w]

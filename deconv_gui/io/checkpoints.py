@@ -34,8 +34,16 @@ FORMAT_VERSION = 1
 #: The architectures a checkpoint may name; equal to ``deconv_gui.models.registry.MODEL_BUILDERS``'s keys
 #: (a test keeps them equal — io may not import models).
 KNOWN_ARCHITECTURES: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
+#: Load-only architectures (torchvision's segmentation models, imported from their state-dict files); equal to
+#: ``deconv_gui.models.torchvision_seg.TORCHVISION_BUILDERS``'s keys.
+IMPORTED_ARCHITECTURES: tuple[str, ...] = (
+    "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CHANNEL_ORDERS: tuple[str, ...] = ("rgb", "bgr")
+GEOMETRIES: tuple[str, ...] = ("aligned", "caffe")
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_PROTO = b"\x80"  # torch's legacy format and plain pickles start with the PROTO opcode
@@ -53,12 +61,14 @@ _KNOWN_NON_CHECKPOINTS = {
 class ModelMeta:
     """What a checkpoint says about its weights.
 
-    ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 RGB input per channel;
-    ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``train_config`` and
-    ``metrics`` are free-form but must be plain (JSON-like) data. ``encoder_width`` / ``fc_width`` (VGG16
-    models) scale the encoder and fc6/fc7 apart from ``width``; ``None`` means "as ``width``". ``proposals``
-    holds the Edge Box settings the model was made for (``EdgeBoxConfig`` field → value, e.g. ``{"min_side":
-    48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
+    ``palette`` is ``(num_classes, 3)`` RGB 0..255; ``mean`` / ``std`` normalise 0..1 input per channel, in
+    ``channel_order`` (``"rgb"``, or ``"bgr"`` for Caffe weights: the runner flips the channels first);
+    ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``geometry`` is
+    ``"aligned"`` (this project's layout) or ``"caffe"`` (FCN-8s as the original: conv1_1 pad 100, crops at
+    5/9/31). ``train_config`` and ``metrics`` are free-form but must be plain (JSON-like) data.
+    ``encoder_width`` / ``fc_width`` (VGG16 models) scale the encoder and fc6/fc7 apart from ``width``; ``None``
+    means "as ``width``". ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
+    field → value, e.g. ``{"min_side": 48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
     ``ensemble`` (``{"weight": w, "partner": name, "chosen_on": split, ...}``) and ``crf`` (``CRFParams``
     fields plus ``"chosen_on"``) are what ``tune-ensemble`` / ``tune-crf`` chose; empty = the paper's defaults.
     """
@@ -79,6 +89,8 @@ class ModelMeta:
     train_config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    channel_order: str = "rgb"
+    geometry: str = "aligned"
 
     def problems(self) -> list[str]:
         """Internal inconsistencies (empty when the metadata is usable)."""
@@ -93,6 +105,12 @@ class ModelMeta:
             found.append("mean/std are not 3 values with std > 0")
         if self.width <= 0:
             found.append(f"width is {self.width}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            found.append(f"channel_order is {self.channel_order!r}, not one of {', '.join(CHANNEL_ORDERS)}")
+        if self.geometry not in GEOMETRIES:
+            found.append(f"geometry is {self.geometry!r}, not one of {', '.join(GEOMETRIES)}")
+        elif self.geometry == "caffe" and self.architecture != "fcn8s":
+            found.append(f"geometry 'caffe' exists for fcn8s only, not {self.architecture}")
         for name in ("proposals", "ensemble", "crf"):
             value = getattr(self, name)
             if not isinstance(value, dict) or not all(
@@ -132,6 +150,7 @@ class ModelMeta:
             meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]
             meta.encoder_width = None if meta.encoder_width is None else float(meta.encoder_width)
             meta.fc_width = None if meta.fc_width is None else float(meta.fc_width)
+            meta.channel_order, meta.geometry = str(meta.channel_order), str(meta.geometry)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"metadata is malformed ({err})", path) from None
         problems = meta.problems()
@@ -286,9 +305,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
             path,
         )
     meta = ModelMeta.from_plain(payload.get("meta"), path)
-    if meta.architecture not in KNOWN_ARCHITECTURES:
+    if meta.architecture not in KNOWN_ARCHITECTURES + IMPORTED_ARCHITECTURES:
         raise CheckpointError(
-            f"unknown architecture {meta.architecture!r} (known: {', '.join(KNOWN_ARCHITECTURES)})", path
+            f"unknown architecture {meta.architecture!r} (known: "
+            f"{', '.join(KNOWN_ARCHITECTURES + IMPORTED_ARCHITECTURES)})", path
         )
     raw = payload.get("state_dict")
     if not isinstance(raw, dict) or not all(isinstance(v, Tensor) for v in raw.values()):

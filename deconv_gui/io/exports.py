@@ -342,3 +342,40 @@ def write_coco(
         "annotations": list(annotations),
     })
     return Path(path)
+
+
+def merge_coco_parts(
+    parts: Sequence[dict[str, Any]], path: str | os.PathLike[str], file_order: Sequence[str] = ()
+) -> Path:
+    """Write one COCO file at ``path`` from COCO dicts of disjoint image sets (e.g. one per process).
+
+    Images are ordered by ``file_order`` (file names; others after, in part order) and numbered 1, 2, …;
+    annotations follow their images, renumbered 1, 2, … with ``image_id`` remapped. ``categories`` must be the
+    same in every part (else ``ValueError``: one COCO file cannot hold two class lists); ``info`` and
+    ``licenses`` come from the first part. Needs at least one part.
+    """
+    if not parts:
+        raise ValueError("no COCO parts to merge")
+    categories = parts[0]["categories"]
+    if any(part["categories"] != categories for part in parts):
+        raise ValueError("the parts have different categories")
+    rank = {name: i for i, name in enumerate(file_order)}
+    entries = []  # (sort key, image, its annotations)
+    for p, part in enumerate(parts):
+        by_image: dict[int, list[dict[str, Any]]] = {}
+        for ann in part["annotations"]:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+        for k, image in enumerate(part["images"]):
+            key = (rank.get(image["file_name"], len(rank)), p, k)
+            entries.append((key, image, by_image.get(image["id"], [])))
+    entries.sort(key=lambda e: e[0])
+    images, annotations = [], []
+    for image_id, (_, image, anns) in enumerate(entries, start=1):
+        images.append({**image, "id": image_id})
+        for ann in anns:
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_id})
+    write_json(path, {
+        "info": parts[0].get("info", {}), "licenses": parts[0].get("licenses", []),
+        "images": images, "categories": categories, "annotations": annotations,
+    })
+    return Path(path)

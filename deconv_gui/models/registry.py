@@ -20,6 +20,7 @@ from deconv_gui.models.deconvnet import deconvnet
 from deconv_gui.models.fcn import fcn8s
 from deconv_gui.models.linknet import linknet
 from deconv_gui.models.pspnet import pspnet
+from deconv_gui.models.torchvision_seg import TORCHVISION_BUILDERS
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "deconvnet": deconvnet,
@@ -36,8 +37,9 @@ _MAX_MISMATCHES_SHOWN = 3
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
+    """The builder of ``name``: the zoo's, or a load-only torchvision segmentation model's."""
     try:
-        return MODEL_BUILDERS[name]
+        return MODEL_BUILDERS[name] if name in MODEL_BUILDERS else TORCHVISION_BUILDERS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; valid names: {', '.join(MODEL_BUILDERS)}") from None
 
@@ -48,18 +50,19 @@ SPLIT_WIDTH_MODELS: tuple[str, ...] = ("deconvnet", "fcn8s")
 
 def build_model(
     name: str, *, num_classes: int, width: float = 1.0, pretrained_backbone: bool = False,
-    encoder_width: float | None = None, fc_width: float | None = None,
+    encoder_width: float | None = None, fc_width: float | None = None, **options: object,
 ) -> nn.Module:
     """Build architecture ``name`` (a key of :data:`MODEL_BUILDERS`); KeyError listing the valid names otherwise.
 
-    ``encoder_width`` / ``fc_width`` apply to :data:`SPLIT_WIDTH_MODELS` only (ValueError for the others).
+    ``encoder_width`` / ``fc_width`` apply to :data:`SPLIT_WIDTH_MODELS` only (ValueError for the others);
+    ``options`` go to the builder as they are (e.g. ``geometry="caffe"`` for fcn8s).
     """
     builder = _builder(name)
-    extra: dict[str, float] = {}
+    extra: dict[str, object] = dict(options)
     if encoder_width is not None or fc_width is not None:
         if name not in SPLIT_WIDTH_MODELS:
             raise ValueError(f"{name} has one width; encoder_width/fc_width are for {', '.join(SPLIT_WIDTH_MODELS)}")
-        extra = {"encoder_width": encoder_width, "fc_width": fc_width}
+        extra.update(encoder_width=encoder_width, fc_width=fc_width)
     return builder(num_classes=num_classes, width=width, pretrained_backbone=pretrained_backbone, **extra)
 
 
@@ -69,9 +72,13 @@ def input_multiple(name: str) -> int:
     return _INPUT_MULTIPLE
 
 
-def whole_image_size(name: str, height: int, width: int) -> tuple[int, int]:
+def whole_image_size(name: str, height: int, width: int, geometry: str = "aligned") -> tuple[int, int]:
     """The ``(H, W)`` to zero-pad a ``height × width`` whole image to (bottom/right) before model ``name``: the
-    next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map."""
+    next multiple of :func:`input_multiple`, and at least 224 for DeconvNet, whose fc6 needs a 7×7 map.
+    ``geometry="caffe"`` (imported FCN-8s) and torchvision's models take any size as the originals did: no
+    padding."""
+    if geometry == "caffe" or name in TORCHVISION_BUILDERS:
+        return height, width
     multiple = input_multiple(name)
     min_side = DECONVNET_MIN_INPUT if name == "deconvnet" else multiple
     return max(-(-height // multiple) * multiple, min_side), max(-(-width // multiple) * multiple, min_side)
@@ -113,10 +120,11 @@ def model_from_checkpoint(
         )
     # Build on the meta device (no memory, no init work: full DeconvNet would spend seconds on random init
     # only to overwrite it), then adopt the loaded tensors.
+    extra = {"geometry": meta.geometry} if meta.geometry != "aligned" else {}
     try:
         with torch.device("meta"):
             model = build_model(meta.architecture, num_classes=meta.num_classes, width=meta.width,
-                                encoder_width=meta.encoder_width, fc_width=meta.fc_width)
+                                encoder_width=meta.encoder_width, fc_width=meta.fc_width, **extra)
     except KeyError:
         raise CheckpointError(f"unknown architecture {meta.architecture!r}", path) from None
     except ValueError as err:

@@ -185,7 +185,7 @@ class _Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         meta = model_meta(cfg, self.train_ds, {})
-        self.normalize = Normalizer(meta.mean, meta.std, self.device, self.channels_last)
+        self.normalize = Normalizer(meta.mean, meta.std, self.device, self.channels_last, meta.channel_order)
         self.start = 0
         if resume_state is None:
             seed_python_numpy(cfg.seed)

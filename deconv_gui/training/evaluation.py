@@ -24,9 +24,12 @@ from deconv_gui.training.distributed import DistInfo, sum_tensor
 
 
 class Normalizer:
-    """uint8 ``(B, 3, H, W)`` → normalised float32 on ``device`` (ImageNet mean/std of the checkpoint meta)."""
+    """uint8 RGB ``(B, 3, H, W)`` → normalised float32 on ``device`` (mean/std of the checkpoint meta, applied
+    in its ``channel_order``: ``"bgr"`` flips the channels first, as Caffe weights expect)."""
 
-    def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool) -> None:
+    def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool,
+                 channel_order: str = "rgb") -> None:
+        self.bgr = channel_order == "bgr"
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.device = device
@@ -34,6 +37,8 @@ class Normalizer:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, non_blocking=True).float().div_(255.0)
+        if self.bgr:
+            x = x.flip(1)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 

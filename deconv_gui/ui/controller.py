@@ -152,6 +152,10 @@ class Controller(QObject):
     def load_weights(self, path: Path) -> None:
         self._submit("model", self.engine.load_job(Path(path), self.engine.device), Path(path))
 
+    def import_caffe(self, source: Path, out: Path) -> None:
+        """Convert a ``.caffemodel`` to the checkpoint ``out`` on the worker, then use it as the model."""
+        self._submit("model", self.engine.import_caffe_job(Path(source), Path(out), self.engine.device), Path(out))
+
     def load_partner(self, path: Path | None) -> None:
         if path is None:
             self.engine.set_partner(None, None)
@@ -433,6 +437,10 @@ class Controller(QObject):
             return
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
+        meta = getattr(runner, "meta", None)
+        recognised = meta.train_config.get("recognised") if meta is not None else None
+        if recognised:  # an imported Caffe / torchvision model: say what it was recognised as
+            self.status.emit(f"{path.name}: {recognised}")
         # Cached maps came from another model (or lack the partner's): segment again.
         for session in self._sessions.values():
             if lane == "model":

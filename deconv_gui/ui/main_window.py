@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - only while the training panel does not
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
 WEIGHTS_FILTER = "Checkpoints (*.pt *.pth);;All files (*)"
+CAFFE_FILTER = "Caffe models (*.caffemodel);;All files (*)"
 
 
 class MainWindow(QMainWindow):
@@ -158,7 +159,8 @@ class MainWindow(QMainWindow):
         # menus
         slots = {
             "open_image": self.ask_open_image, "open_folder": self.ask_open_folder, "export": self.ask_export,
-            "quit": self.close, "load_weights": self.ask_load_weights, "load_partner": self.ask_load_partner,
+            "quit": self.close, "load_weights": self.ask_load_weights,
+            "import_caffe": self.ask_import_caffe, "load_partner": self.ask_load_partner,
             "remove_partner": lambda: c.load_partner(None), "settings": self.open_settings,
             "zoom_in": canvas.zoom_in, "zoom_out": canvas.zoom_out, "fit": canvas.fit,
             "actual_size": lambda: self.annotator.set_class(1) if self.annotator.painting else canvas.actual_size(),
@@ -275,6 +277,16 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Load weights", "", WEIGHTS_FILTER)
         if path:
             self.controller.load_weights(Path(path))
+
+    def ask_import_caffe(self) -> None:
+        """Pick a ``.caffemodel`` (DeconvNet or FCN-8s) and where to save the converted checkpoint; then load it."""
+        source, _ = QFileDialog.getOpenFileName(self, "Import a Caffe model (DeconvNet or FCN-8s)", "", CAFFE_FILTER)
+        if not source:
+            return
+        default = str(Path(source).with_suffix(".pt"))
+        out, _ = QFileDialog.getSaveFileName(self, "Save the converted checkpoint as", default, WEIGHTS_FILTER)
+        if out:
+            self.controller.import_caffe(Path(source), Path(out))
 
     def ask_load_partner(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load an ensemble partner (e.g. FCN-8s)", "", WEIGHTS_FILTER)

@@ -12,6 +12,7 @@ SHORTCUTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("export", "&Export…", ("Ctrl+E",)),
     ("quit", "&Quit", ("Ctrl+Q",)),
     ("load_weights", "&Load weights…", ("Ctrl+L",)),
+    ("import_caffe", "&Import Caffe model…", ()),
     ("load_partner", "Load ensemble &partner…", ("Ctrl+Shift+L",)),
     ("remove_partner", "&Remove ensemble partner", ()),
     ("settings", "&Settings…", ("Ctrl+,",)),
@@ -48,6 +49,7 @@ def build_menus(window: QMainWindow) -> tuple[dict[str, QAction], dict[str, QMen
     file_menu.addAction(actions["open_folder"])
     recent_files = file_menu.addMenu("Recent &files")
     file_menu.addAction(actions["load_weights"])
+    file_menu.addAction(actions["import_caffe"])
     file_menu.addSeparator()
     file_menu.addAction(actions["export"])
     file_menu.addSeparator()

@@ -193,3 +193,15 @@ def test_huge_finite_weights_are_not_mistaken_for_inf(tmp_path: Path) -> None:
     state["conv.weight"][:] = 3e38  # the sum overflows to inf; every value is finite
     save_checkpoint(tmp_path / "big.pt", state, _meta())
     assert torch.equal(load_checkpoint(tmp_path / "big.pt")[0]["conv.weight"], state["conv.weight"])
+
+
+def test_channel_order_and_geometry_default_for_older_files(tmp_path: Path) -> None:
+    """Files written before channel_order/geometry existed load as RGB, aligned; bad values are refused."""
+    meta = _meta().to_plain()
+    del meta["channel_order"], meta["geometry"]
+    _, loaded = load_checkpoint(_save_raw(tmp_path / "old.pt", meta=meta))
+    assert (loaded.channel_order, loaded.geometry) == ("rgb", "aligned")
+    meta = {**_meta().to_plain(), "channel_order": "grb"}
+    _assert_refused(_save_raw(tmp_path / "order.pt", meta=meta), "channel_order is 'grb'")
+    meta = {**_meta().to_plain(), "geometry": "caffe"}
+    _assert_refused(_save_raw(tmp_path / "geom.pt", meta=meta), "geometry 'caffe' exists for fcn8s only")

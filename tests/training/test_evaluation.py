@@ -29,3 +29,12 @@ def test_validation_forward_matches_the_runners_whole_image_pass(arch, tmp_path)
     assert ours.shape == theirs.shape == (meta.num_classes, 110, 140)
     scale = theirs.abs().max()
     torch.testing.assert_close(ours / scale, theirs / scale, atol=1e-4, rtol=0)
+
+
+def test_normalizer_honours_bgr_channel_order() -> None:
+    """Caffe checkpoints (channel_order "bgr"): channels flipped before the B, G, R mean/std."""
+    images = torch.randint(0, 256, (1, 3, 4, 5), dtype=torch.uint8)
+    mean, std = [104 / 255, 117 / 255, 123 / 255], [1 / 255] * 3
+    x = Normalizer(mean, std, torch.device("cpu"), False, "bgr")(images)
+    expected = images.flip(1).double() - torch.tensor([104.0, 117.0, 123.0]).view(1, 3, 1, 1)
+    assert torch.allclose(x.double(), expected, atol=1e-3)

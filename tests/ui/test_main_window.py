@@ -407,3 +407,37 @@ def test_session_cache_stays_within_its_budget(qtbot, scene_folder, monkeypatch)
         c.next_image()
     assert c.session.path.name == "scene_2.png" and list(c._sessions) == [c.session.path]
     window.close()
+
+
+def test_import_caffe_model_from_the_file_menu(qtbot, scene_png, tmp_path, monkeypatch):
+    """File → Import Caffe model…: a synthetic DeconvNet caffemodel is converted, loaded, shows the 21 VOC classes
+    in the legend and segments; a bad file is a message and leaves the loaded model in place."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from deconv_gui.core.palette import VOC_CLASSES
+    from tests.models.caffe_nets import deconvnet_layers, write_caffemodel
+
+    source = write_caffemodel(tmp_path / "DeconvNet_small.caffemodel", deconvnet_layers(1 / 16, seed=5))
+    out = tmp_path / "imported.pt"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(source), ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    window = make_window(qtbot, None)
+    file_menu = window.menuBar().actions()[0].menu()
+    action = next(a for a in file_menu.actions() if a.text() == "&Import Caffe model…")
+    with qtbot.waitSignal(window.controller.status, timeout=WAIT_MS) as status:
+        action.trigger()
+    assert status.args[0].startswith("imported.pt: DeconvNet, width 0.0625, 21 classes (VOC), ")
+    assert out.exists() and window.controller.engine.runner.meta.channel_order == "bgr"
+    s = open_and_wait(qtbot, window, scene_png)
+    assert s.shown.label.shape == (120, 160)
+    names = [window.legend.item(i).text().split("  (")[0] for i in range(window.legend.count())]
+    assert names == list(VOC_CLASSES)
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(source.read_bytes()[:5000])
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "bad.pt"), ""))
+    with qtbot.waitSignal(window.controller.error, timeout=WAIT_MS) as blocker:
+        action.trigger()
+    assert blocker.args[0].startswith(f"{bad}: truncated")
+    assert not (tmp_path / "bad.pt").exists() and window.controller.engine.weights == out
+    window.close()
