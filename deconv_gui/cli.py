@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     onx.add_argument("--out", required=True, help="ONNX file to write")
     onx.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                      help="input height and width (default: the checkpoint's input size, 224 for DeconvNet)")
+    pack = sub.add_parser("pack", help="rewrite a checkpoint in float16 and/or split into files of at most N MB")
+    pack.add_argument("weights", help="checkpoint (.pt) to rewrite")
+    pack.add_argument("--out", required=True, help="checkpoint to write (name.pt, plus name.part2.pt … if split)")
+    pack.add_argument("--fp16", action="store_true", help="store float tensors as float16 (half the size)")
+    pack.add_argument("--max-file-mb", type=float, default=0.0, help="split into files of at most this size")
     add_train_parser(sub)
     add_tune_parsers(sub, _add_model_args)
     return parser
@@ -337,6 +342,17 @@ def cmd_import_torchvision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from deconv_gui.io.checkpoints import load_checkpoint, save_checkpoint
+
+    state_dict, meta = load_checkpoint(args.weights)
+    limit = int(args.max_file_mb * 1e6) if args.max_file_mb > 0 else None
+    files = save_checkpoint(args.out, state_dict, meta, half=args.fp16, max_file_bytes=limit)
+    sizes = ", ".join(f"{f.name} {f.stat().st_size / 1e6:.1f} MB" for f in files)
+    print(f"{meta.architecture}: {sum(v.numel() for v in state_dict.values()) / 1e6:.1f}M values written to {sizes}")
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from deconv_gui.inference.onnx_export import export_onnx
 
@@ -418,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     commands = {"segment": cmd_segment, "evaluate": cmd_evaluate, "demo": cmd_demo, "import-caffe": cmd_import_caffe,
                 "export-onnx": cmd_export_onnx, "import-torchvision": cmd_import_torchvision,
-                "tune-ensemble": cmd_tune_ensemble, "tune-crf": cmd_tune_crf,
+                "tune-ensemble": cmd_tune_ensemble, "tune-crf": cmd_tune_crf, "pack": cmd_pack,
                 "train": lambda a: cmd_train(a, instance_labeler=_instance_labeler)}
     try:
         return commands[args.command](args)

@@ -105,3 +105,16 @@ def test_console_script_runs_without_traceback(tmp_path):
                            "--weights", "x.pt", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "nope.png" in proc.stderr
+
+
+def test_pack_halves_and_splits_a_checkpoint(tiny_fcn_ckpt, tmp_path, capsys):
+    import torch
+
+    from deconv_gui.io.checkpoints import load_checkpoint
+
+    assert main(["pack", str(tiny_fcn_ckpt), "--out", str(tmp_path / "p.pt"), "--fp16", "--max-file-mb", "0.1"]) == 0
+    assert "p.part2.pt" in capsys.readouterr().out
+    original, _ = load_checkpoint(tiny_fcn_ckpt)
+    packed, _ = load_checkpoint(tmp_path / "p.pt")
+    assert set(packed) == set(original)
+    assert all(torch.allclose(packed[k].float(), original[k].float(), atol=1e-2, rtol=1e-2) for k in original)

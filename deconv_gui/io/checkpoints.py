@@ -30,7 +30,10 @@ from deconv_gui.io.atomic import atomic_path
 from deconv_gui.io.files import require_readable_file
 
 FORMAT = "deconv_gui.checkpoint"
-FORMAT_VERSION = 1
+SHARD_FORMAT = "deconv_gui.checkpoint-shard"
+#: Version 1: one file. Version 2: the file names shard files beside it (``save_checkpoint(max_file_bytes=)``).
+FORMAT_VERSION = 2
+SHARDED_FORMAT_VERSION = 2
 #: The architectures a checkpoint may name; equal to ``deconv_gui.models.registry.MODEL_BUILDERS``'s keys
 #: (a test keeps them equal — io may not import models).
 KNOWN_ARCHITECTURES: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")
@@ -174,15 +177,37 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"checkpoint metadata must be plain data, got {type(value).__name__}: {value!r}")
 
 
+def _split_tensors(tensors: dict[str, Tensor], max_bytes: int) -> list[dict[str, Tensor]]:
+    """Tensors in order, cut into groups of at most ``max_bytes`` each (a larger tensor is a group alone)."""
+    groups: list[dict[str, Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if groups[-1] and size + nbytes > max_bytes:
+            groups.append({})
+            size = 0
+        groups[-1][name] = tensor
+        size += nbytes
+    return groups
+
+
+def shard_path(path: Path, k: int) -> Path:
+    """Shard ``k`` (1-based, k ≥ 2) of checkpoint ``path``: ``name.pt`` → ``name.part2.pt``."""
+    return path.with_name(f"{path.stem}.part{k}{path.suffix}")
+
+
 def save_checkpoint(
-    path: str | os.PathLike[str], state_dict: dict[str, Tensor], meta: ModelMeta, *, half: bool = False
-) -> None:
+    path: str | os.PathLike[str], state_dict: dict[str, Tensor], meta: ModelMeta, *, half: bool = False,
+    max_file_bytes: int | None = None,
+) -> list[Path]:
     """Write ``state_dict`` + ``meta`` to ``path`` atomically (temporary file in the same folder, then rename).
 
     Tensors are stored detached, contiguous, on the CPU; with ``half=True`` float32/float64 tensors are stored
-    as float16 (half the size; :func:`load_checkpoint` casts them back to float32). Raises ``ValueError`` for
-    inconsistent ``meta`` (a programming error) and :class:`~deconv_gui.core.errors.OutputError` when the file
-    cannot be written.
+    as float16 (half the size; :func:`load_checkpoint` casts them back to float32). With ``max_file_bytes`` a
+    larger state is split: ``path`` holds the metadata and the first tensors, ``name.part2.pt`` … the rest,
+    each file named with its sha256 in ``path`` (format version 2), shards written first so ``path`` never
+    names a missing one. Returns the files written. Raises ``ValueError`` for inconsistent ``meta`` (a
+    programming error) and :class:`~deconv_gui.core.errors.OutputError` when a file cannot be written.
     """
     problems = meta.problems()
     if problems:
@@ -193,13 +218,56 @@ def save_checkpoint(
         if half and tensor.dtype in (torch.float32, torch.float64):
             tensor = tensor.half()
         tensors[name] = tensor
+    path = Path(path)
+    groups = _split_tensors(tensors, max_file_bytes) if max_file_bytes else [tensors]
+    shards = []
+    for k, group in enumerate(groups[1:], 2):
+        target = shard_path(path, k)
+        save_torch_file(target, {"format": SHARD_FORMAT, "format_version": 1, "state_dict": group})
+        shards.append({"file": target.name, "sha256": _file_sha256(target), "tensors": len(group)})
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": SHARDED_FORMAT_VERSION if shards else 1,
         "meta": meta.to_plain(),
-        "state_dict": tensors,
+        "state_dict": groups[0],
     }
+    if shards:
+        payload["shards"] = shards
     save_torch_file(path, payload)
+    return [path, *(path.with_name(s["file"]) for s in shards)]
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_shards(path: Path, entries: Any) -> dict[str, Tensor]:
+    """The tensors of the shards a version-2 checkpoint names, each checked against its sha256."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("file"), str)
+                                                for e in entries):
+        raise CheckpointError("its list of shard files is malformed", path)
+    tensors: dict[str, Tensor] = {}
+    for entry in entries:
+        name = entry["file"]
+        shard = path.with_name(name)
+        if Path(name).name != name or not shard.is_file():
+            raise CheckpointError(f"shard file {name} is missing (it must lie beside the checkpoint)", path)
+        if _file_sha256(shard) != entry.get("sha256"):
+            raise CheckpointError(f"shard file {name} does not belong to this checkpoint (sha256 differs)", path)
+        _sniff(shard)
+        payload = _torch_load(shard)
+        part = payload.get("state_dict") if isinstance(payload, dict) else None
+        if payload.get("format") != SHARD_FORMAT or not isinstance(part, dict) or \
+                not all(isinstance(v, Tensor) for v in part.values()):
+            raise CheckpointError(f"shard file {name} is not a deconv_gui checkpoint shard", path)
+        tensors.update({str(k): v for k, v in part.items()})
+    return tensors
 
 
 def save_torch_file(path: str | os.PathLike[str], payload: Any) -> None:
@@ -313,6 +381,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
     raw = payload.get("state_dict")
     if not isinstance(raw, dict) or not all(isinstance(v, Tensor) for v in raw.values()):
         raise CheckpointError("state_dict is missing or holds non-tensors", path)
+    if version >= SHARDED_FORMAT_VERSION and "shards" in payload:
+        raw = {**raw, **_read_shards(path, payload["shards"])}
     state_dict = {
         str(k): v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in raw.items()
     }

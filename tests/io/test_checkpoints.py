@@ -160,7 +160,7 @@ def _save_raw(path: Path, **changes: object) -> Path:
 
 
 def test_bad_contents(tmp_path: Path) -> None:
-    _assert_refused(_save_raw(tmp_path / "new.pt", format_version=2), "format version 2 is newer")
+    _assert_refused(_save_raw(tmp_path / "new.pt", format_version=3), "format version 3 is newer")
     meta = _meta().to_plain()
     _assert_refused(
         _save_raw(tmp_path / "arch.pt", meta={**meta, "architecture": "segnet"}),
@@ -205,3 +205,29 @@ def test_channel_order_and_geometry_default_for_older_files(tmp_path: Path) -> N
     _assert_refused(_save_raw(tmp_path / "order.pt", meta=meta), "channel_order is 'grb'")
     meta = {**_meta().to_plain(), "geometry": "caffe"}
     _assert_refused(_save_raw(tmp_path / "geom.pt", meta=meta), "geometry 'caffe' exists for fcn8s only")
+
+
+def test_a_large_state_is_split_into_shards_and_read_back_whole(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    state = {f"layer{k}.weight": torch.randn(64, 64) for k in range(6)}  # 16 KiB each as float32
+    files = save_checkpoint(tmp_path / "big.pt", state, _meta(), max_file_bytes=40_000)
+    assert [f.name for f in files] == ["big.pt", "big.part2.pt", "big.part3.pt"]
+    assert all(f.stat().st_size < 60_000 for f in files)
+    loaded, meta = load_checkpoint(tmp_path / "big.pt")
+    assert list(loaded) == list(state) and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert meta.class_names == ["background", "car"]
+    # one file, as before, when it fits
+    assert save_checkpoint(tmp_path / "small.pt", state, _meta(), max_file_bytes=10**9) == [tmp_path / "small.pt"]
+
+
+def test_a_missing_or_foreign_shard_is_named(tmp_path: Path) -> None:
+    state = {f"layer{k}.weight": torch.full((64, 64), float(k)) for k in range(4)}
+    save_checkpoint(tmp_path / "a.pt", state, _meta(), max_file_bytes=20_000)
+    save_checkpoint(tmp_path / "b.pt", {k: v + 1 for k, v in state.items()}, _meta(), max_file_bytes=20_000)
+    (tmp_path / "b.part2.pt").replace(tmp_path / "a.part2.pt")  # a shard of another save
+    with pytest.raises(CheckpointError, match="a.part2.pt does not belong to this checkpoint"):
+        load_checkpoint(tmp_path / "a.pt")
+    save_checkpoint(tmp_path / "a.pt", state, _meta(), max_file_bytes=20_000)
+    (tmp_path / "a.part3.pt").unlink()
+    with pytest.raises(CheckpointError, match="shard file a.part3.pt is missing"):
+        load_checkpoint(tmp_path / "a.pt")
