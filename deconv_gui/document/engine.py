@@ -113,8 +113,10 @@ class Engine:
         if self.partner is not None and self.partner.meta.class_names != runner.meta.class_names:
             log.info("dropping the ensemble partner: its classes differ from the new model's")
             self.partner, self.partner_weights = None, None
+        before = self.runner.meta.proposals if self.runner is not None else {}
         self.runner, self.weights = runner, Path(path)
-        self._proposer = None  # the new model may carry its own proposal settings
+        if runner.meta.proposals != before:
+            self._proposer = None  # the new model carries other proposal settings
 
     def set_partner(self, runner: ModelRunner | None, path: Path | None) -> None:
         if runner is not None and self.runner is not None and runner.meta.class_names != self.runner.meta.class_names:
