@@ -182,6 +182,8 @@ def wire_annotation(window: MainWindow) -> None:
         acts[f"tool_{tool}"].triggered.connect(lambda _=False, t=tool: ann.set_tool(t))
     panel.tool_picked.connect(ann.set_tool)
     ann.tool_changed.connect(panel.set_tool)
+    ann.tool_changed.connect(window.mode_label.set_tool)
+    window.canvas.draw_mode_changed.connect(window.mode_label.set_box_mode)
     ann.tool_changed.connect(lambda t: [acts[f"tool_{x}"].setChecked(x == t) for x in TOOLS])
     panel.radius_picked.connect(ann.set_radius)
     ann.radius_changed.connect(panel.set_radius)

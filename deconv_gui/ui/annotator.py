@@ -114,11 +114,11 @@ class Annotator(QObject):
             raise ValueError(f"unknown tool {tool!r}; known: {', '.join(TOOLS)}")
         self._finish_stroke()
         self._set_polygon([])
-        previous, self.state.tool = self.state.tool, tool
+        self.state.tool = tool
         self.canvas.set_paint_mode(tool in PAINT_TOOLS)
         if tool == "box_mask":
             self.canvas.set_draw_mode(True)
-        elif previous == "box_mask" and self.canvas.draw_mode:
+        elif self.canvas.draw_mode:  # any other tool leaves box mode (B's too), or the tool would do nothing
             self.canvas.set_draw_mode(False)
         self._show_cursor()
         self.tool_changed.emit(tool)

@@ -36,6 +36,7 @@ from deconv_gui.ui.file_list import FileList, paths_from_mime
 from deconv_gui.ui.layers_panel import LayersPanel
 from deconv_gui.ui.legend import Legend
 from deconv_gui.ui.menus import build_menus
+from deconv_gui.ui.mode_indicator import ModeIndicator
 from deconv_gui.ui.proposals_panel import ProposalsPanel
 from deconv_gui.ui.settings_dialog import SettingsDialog
 
@@ -106,12 +107,14 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.hover_label = QLabel()
         self.zoom_label = QLabel()
+        self.mode_label = ModeIndicator()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         bar.addWidget(self.hover_label, 1)
+        bar.addPermanentWidget(self.mode_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.zoom_label)

@@ -1,0 +1,81 @@
+"""What a new user tripped over (issue 14, "Defects found"), each in the real window offscreen; waits on signals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+
+from deconv_gui.core.synthetic import make_scene
+from deconv_gui.document.preferences import Preferences
+
+WAIT_MS = 120_000
+LEFT, NO_MOD = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+
+pytestmark = pytest.mark.usefixtures("isolated_config")
+
+
+@pytest.fixture()
+def scene_png(tmp_path) -> Path:
+    path = tmp_path / "img" / "scene.png"
+    path.parent.mkdir()
+    Image.fromarray(make_scene(5, height=120, width=160, min_size=40, max_size=90).image).save(path)
+    return path
+
+
+def make_window(qtbot, weights: Path | None, proposals: int = 6):
+    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+    from deconv_gui.ui.main_window import MainWindow
+
+    window = MainWindow(Preferences(num_proposals=proposals, device="cpu"))
+    qtbot.addWidget(window)
+    window.show()
+    c = window.controller
+    c.engine.set_proposals(proposals, None)
+    c.engine._proposer = EdgeBoxProposer(EdgeBoxConfig(top_n=proposals, min_side=24, min_box_area=200))
+    if weights is not None:
+        with qtbot.waitSignal(c.model_changed, timeout=WAIT_MS):
+            c.load_weights(weights)
+    return window
+
+
+def open_and_wait(qtbot, window, *paths: Path):
+    with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
+        window.controller.open_paths(list(paths))
+    return window.controller.session
+
+
+def drag(window, a: tuple[float, float], b: tuple[float, float]) -> None:
+    canvas, vp = window.canvas, window.canvas.viewport()
+    pa, pb = canvas.mapFromScene(*a), canvas.mapFromScene(*b)
+    QTest.mousePress(vp, LEFT, NO_MOD, pa)
+    QTest.mouseMove(vp, pb)
+    QTest.mouseRelease(vp, LEFT, NO_MOD, pb)
+
+
+# --- 1. box mode ends when a tool is chosen; the mode is always shown ------------------------------------------------
+
+
+def test_choosing_a_tool_leaves_box_mode_and_the_mode_is_shown(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    s = open_and_wait(qtbot, window, scene_png)
+    assert window.mode_label.text() == "Mode: Select / pan"
+    QTest.keyClick(window, Qt.Key.Key_P)  # brush
+    assert window.mode_label.text() == "Mode: Brush"
+    QTest.keyClick(window, Qt.Key.Key_B)  # draw a box while the brush is the tool
+    assert window.canvas.draw_mode and "Draw a box" in window.mode_label.text()
+    with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
+        drag(window, (20, 15), (100, 90))
+    QTest.keyClick(window, Qt.Key.Key_P)  # the brush again: box mode must end, the brush must paint
+    assert not window.canvas.draw_mode and not window.actions_["draw_box"].isChecked()
+    assert window.mode_label.text() == "Mode: Brush"
+    drag(window, (30, 30), (60, 40))
+    assert s.annotation is not None and s.annotation.edited[35, 45]
+    # a toolbar button leaves box mode too
+    QTest.keyClick(window, Qt.Key.Key_B)
+    window.annotate.buttons["eraser"].click()
+    assert not window.canvas.draw_mode and window.mode_label.text() == "Mode: Eraser"
+    window.close()
