@@ -6,7 +6,7 @@ choice never re-runs the network: :meth:`ImageSession.recombine` rebuilds the la
 per-instance maps with :func:`deconv_gui.inference.pipeline.recombine`.
 
 States of an image: ``"not run"`` → ``"segmented"`` → ``"exported"`` (an edit after export goes back to
-``"segmented"``).
+``"segmented"``); ``"failed"``: the file could not be read.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.postprocess.ensemble import EnsembleMode
 
-ImageState = Literal["not run", "segmented", "exported"]
-IMAGE_STATES: tuple[str, ...] = ("not run", "segmented", "exported")
+ImageState = Literal["not run", "segmented", "exported", "failed"]
+IMAGE_STATES: tuple[str, ...] = ("not run", "segmented", "exported", "failed")
 
 
 @dataclass(frozen=True)

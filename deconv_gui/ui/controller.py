@@ -39,6 +39,7 @@ class Controller(QObject):
     """Document + worker. Signals carry sessions/results; all are emitted on the GUI thread."""
 
     image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
+    image_failed = Signal(object, str)  # Path, why it could not be opened (no image is current any more)
     result_shown = Signal(object)  # ImageSession whose ``shown`` changed
     selection_changed = Signal(object)  # int | None
     folder_changed = Signal(object)  # FolderModel
@@ -67,6 +68,8 @@ class Controller(QObject):
         self.folder = FolderModel()
         self.edits = EditsStore(Path(self.prefs.annotation_folder) if self.prefs.annotation_folder else None)
         self.session: ImageSession | None = None
+        self.failed_path: Path | None = None
+        """The file whose opening failed last, while it is the one on screen (nothing to export then)."""
         self._sessions: OrderedDict[Path, ImageSession] = OrderedDict()
         self._latest: dict[str, int] = {}
         self._paths: dict[int, Path | None] = {}
@@ -83,16 +86,23 @@ class Controller(QObject):
     # --- opening ---------------------------------------------------------------------------------------------
 
     def open_paths(self, paths: list[Path]) -> None:
-        """Open files and/or folders: they become the file list; the first image is shown."""
-        folder = FolderModel.from_paths([Path(p) for p in paths])
-        if not len(folder):
+        """Open files and/or folders; the first image is shown. A folder becomes the file list; files are
+        added to the list already open (which is never replaced by a few files)."""
+        opened = FolderModel.from_paths([Path(p) for p in paths])
+        if not len(opened):
             self.error.emit(f"no images found in {', '.join(str(p) for p in paths)}")
             return
-        self.folder = folder
-        self.folder_changed.emit(folder)
+        if self.folder.files and not any(Path(p).is_dir() for p in paths):
+            added = self.folder.extend(opened)
+            if added:
+                self.status.emit(f"added {len(added)} image{'s' if len(added) > 1 else ''} to the list "
+                                 f"({len(self.folder)} in all)")
+        else:
+            self.folder = opened
+        self.folder_changed.emit(self.folder)
         for p in paths:
             self.prefs.add_recent_file(p)
-        self.open_image(folder.files[0])
+        self.open_image(opened.files[0])
 
     def open_image(self, path: Path) -> None:
         """Show ``path``: from the cache when it was opened before, else read it on the worker."""
@@ -121,7 +131,7 @@ class Controller(QObject):
             self.open_image(path)
 
     def _activate(self, session: ImageSession) -> None:
-        self.session = session
+        self.session, self.failed_path = session, None
         self.image_opened.emit(session)
         if session.shown is not None:
             self.result_shown.emit(session)
@@ -282,6 +292,9 @@ class Controller(QObject):
     def export_current(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
         """Write the shown result of the current image in ``formats`` (on the worker)."""
         s = self.session
+        if s is None and self.failed_path is not None:
+            self.error.emit(f"{self.failed_path.name} could not be opened: there is nothing to export for it")
+            return None
         if s is None or s.shown is None:
             self.error.emit("nothing to export yet: open an image and let it segment")
             return None
@@ -379,6 +392,8 @@ class Controller(QObject):
         if lane == "open":
             assert path is not None
             image, display = value  # type: ignore[misc]
+            if self.folder.mark_opened(path):
+                self.state_changed.emit(path, "not run")
             session = ImageSession(path, image, display=display)
             self._activate(session)
             self._remember(session)
@@ -440,13 +455,26 @@ class Controller(QObject):
                 self._recombine()
 
     def _on_failed(self, request_id: int, lane: str, message: str, tb: str) -> None:
-        self._paths.pop(request_id, None)
+        path = self._paths.pop(request_id, None)
         if self._stale(request_id, lane):
             return
+        if lane == "open" and path is not None:
+            self._open_failed(path, message)
         if tb:
             self.unexpected.emit(message, tb)
         else:
             self.error.emit(message)
+
+    def _open_failed(self, path: Path, message: str) -> None:
+        """``path`` could not be read: it is marked failed and nothing stays current (the previous image's
+        work is kept in the cache), so nothing of another image is shown, edited or exported as this one."""
+        self.folder.mark_failed(path, message)
+        self._set_state(path, "failed")
+        self._sessions.pop(path, None)
+        self.session, self.failed_path = None, path
+        self.tasks.cancel("recombine")
+        self._pending_boxes.clear()
+        self.image_failed.emit(path, message)
 
     def _on_cancelled(self, request_id: int, lane: str) -> None:
         self._paths.pop(request_id, None)

@@ -11,8 +11,9 @@ from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QPushB
 
 from deconv_gui.document.folder import FolderModel
 
-STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230)}
-STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓"}
+STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230),
+                 "failed": QColor(220, 60, 50)}
+STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓", "failed": "✗"}
 EDITED_MARK = "✎ edited"
 
 
@@ -45,10 +46,11 @@ class FileList(QWidget):
         self._rows: dict[Path, QListWidgetItem] = {}
         self._states: dict[Path, str] = {}
         self._edited: set[Path] = set()
+        self._errors: dict[Path, str] = {}
 
     def set_folder(self, folder: FolderModel) -> None:
         self.list.clear()
-        self._rows, self._states = {}, {}
+        self._rows, self._states, self._errors = {}, {}, dict(folder.errors)
         for path in folder.files:
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, str(path))
@@ -64,7 +66,13 @@ class FileList(QWidget):
             edited = Path(path) in self._edited
             item.setText(f"{STATE_MARKS.get(state, '?')}  {Path(path).name}" + (f"  {EDITED_MARK}" if edited else ""))
             item.setForeground(STATE_COLOURS.get(state, QColor(0, 0, 0)))
-            item.setToolTip(f"{path}\n{state}" + (", with hand edits (autosaved)" if edited else ""))
+            detail = f": {self._errors.get(Path(path), '')}" if state == "failed" else ""
+            item.setToolTip(f"{path}\n{state}{detail}" + (", with hand edits (autosaved)" if edited else ""))
+
+    def set_failed(self, path: Path, message: str) -> None:
+        """Mark an image that could not be opened (the reason is its tooltip)."""
+        self._errors[Path(path)] = message
+        self.set_state(path, "failed")
 
     def set_edited(self, path: Path, edited: bool) -> None:
         """Mark an image that has (autosaved) hand edits."""

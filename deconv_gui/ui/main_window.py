@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -123,6 +124,7 @@ class MainWindow(QMainWindow):
         c, a, canvas = self.controller, self.actions_, self.canvas
         # document → widgets
         c.image_opened.connect(self._show_image)
+        c.image_failed.connect(self._show_failure)
         c.result_shown.connect(self._show_result)
         c.selection_changed.connect(self._show_selection)
         c.folder_changed.connect(self.files.set_folder)
@@ -185,6 +187,15 @@ class MainWindow(QMainWindow):
         self.files.set_current(session.path)
         self.proposals.set_proposals([], session.user_include[:0], session.user_include[:0], None)
         self.canvas.overlays.show_instance(None)
+
+    def _show_failure(self, path: Path, message: str) -> None:
+        """Nothing of the previous image stays on screen: the canvas, title, table and legend say what failed."""
+        self.setWindowTitle(f"{path.name} (could not be opened) — deconv_gui")
+        self.canvas.show_failure(f"Could not open {path.name}\n{message}")
+        self.files.set_failed(path, message)
+        self.files.set_current(path)
+        self.proposals.set_proposals([], np.zeros(0, bool), np.zeros(0, bool), None)
+        self.legend.set_classes([], np.zeros((0, 3), np.uint8))
 
     def _show_result(self, session: ImageSession) -> None:
         out, shown = session.rendered, session.shown

@@ -79,3 +79,39 @@ def test_choosing_a_tool_leaves_box_mode_and_the_mode_is_shown(qtbot, disc_ckpt,
     window.annotate.buttons["eraser"].click()
     assert not window.canvas.draw_mode and window.mode_label.text() == "Mode: Eraser"
     window.close()
+
+
+# --- 2. a failed load shows as failed; export refuses it; opening files adds to the list ------------------------------
+
+
+def test_a_failed_file_is_marked_nothing_of_the_previous_image_stays_and_export_refuses(
+        qtbot, disc_ckpt, scene_folder, tmp_path):
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    s = open_and_wait(qtbot, window, scene_folder)
+    assert window.files.list.count() == 3 and window.proposals.model.rowCount() > 0
+    bad = tmp_path / "elsewhere" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with qtbot.waitSignal(c.image_failed, timeout=WAIT_MS):
+        c.open_paths([bad])  # File → Open image (Ctrl+O) with a file that cannot be read
+    # the list grew by the opened file instead of being replaced; the file is marked failed, with the reason
+    assert window.files.list.count() == 4
+    row = window.files.list.item(3)
+    assert row.text().startswith("✗") and "broken.png" in row.text() and "broken.png" in row.toolTip()
+    assert c.folder.state(bad) == "failed"
+    # nothing of the previous image is on screen
+    assert "broken.png" in window.canvas.failure_text and window.canvas.image_hw == (0, 0)
+    assert "broken.png" in window.windowTitle() and "scene" not in window.windowTitle()
+    assert window.proposals.model.rowCount() == 0 and window.legend.count() == 0
+    assert window.canvas.overlays.label.image.isNull()
+    # Export → This image refuses (it would have written the previous image under the old code)
+    out = tmp_path / "out"
+    with qtbot.waitSignal(c.error, timeout=WAIT_MS) as blocker:
+        assert window.export(out, {"palette"}) is None
+    assert "broken.png" in blocker.args[0] and not out.exists()
+    # the previous image's work is kept: going back shows it from the cache
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        c.open_image(s.path)
+    assert c.session is s and window.canvas.failure_text == "" and window.canvas.image_hw == (240, 320)
+    window.close()
