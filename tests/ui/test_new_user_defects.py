@@ -115,3 +115,33 @@ def test_a_failed_file_is_marked_nothing_of_the_previous_image_stays_and_export_
         c.open_image(s.path)
     assert c.session is s and window.canvas.failure_text == "" and window.canvas.image_hw == (240, 320)
     window.close()
+
+
+# --- 3. the proposals table fits its panel ------------------------------------------------------------------------
+
+
+def table_fits(table) -> bool:
+    """No horizontal scrolling, and every column but the (eliding) class column as wide as its contents."""
+    from deconv_gui.ui.proposals_panel import CLASS_COLUMN
+
+    header = table.horizontalHeader()
+    cols = range(table.model().columnCount())
+    total = sum(table.columnWidth(c) for c in cols)
+    wide_enough = all(table.columnWidth(c) >= max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+                      for c in cols if c != CLASS_COLUMN)
+    return total <= table.viewport().width() and table.horizontalScrollBar().maximum() == 0 and wide_enough
+
+
+def test_proposals_table_fits_its_panel_at_its_narrowest(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    open_and_wait(qtbot, window, scene_png)
+    table = window.proposals.table
+    assert table.model().rowCount() > 0
+    qtbot.waitUntil(lambda: table.viewport().width() > 0, timeout=WAIT_MS)
+    assert table_fits(table)
+    dock = window.docks["Proposals"]
+    window.resizeDocks([dock], [window.proposals.minimumWidth()], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: dock.width() <= window.proposals.minimumWidth() + 30, timeout=5000)
+    assert table_fits(table)
+    assert "box x0, y0, x1, y1" in table.model().index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
+    window.close()
