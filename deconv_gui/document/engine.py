@@ -24,6 +24,7 @@ from deconv_gui.document.session import (
     ImageSession,
     ProposalSummary,
     ViewChoices,
+    carried_include,
     class_boundaries,
     summarise_proposals,
 )
@@ -192,6 +193,7 @@ class Engine:
         segmenter = self.segmenter(choices)
         models = self._models()
         path, image = session.path, session.image
+        previous = session.user_include.copy() if session.raw is not None else None  # a re-run keeps the ticks
         device = self.crf_device()
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
@@ -200,7 +202,7 @@ class Engine:
             progress(0, 1, "summarising")
             summaries = summarise_proposals(raw)
             cancel.raise_if_cancelled()
-            include = np.ones(raw.num_proposals, bool)
+            include = carried_include(previous, raw.num_proposals)
             shown = _recombine(raw, image, choices, include, device, progress)
             out = render(path, shown)
             out.raw, out.summaries = raw, summaries

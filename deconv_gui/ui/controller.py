@@ -22,7 +22,7 @@ from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
 from deconv_gui.document.folder import FolderModel
 from deconv_gui.document.preferences import Preferences, save_preferences
-from deconv_gui.document.session import ImageSession, ImageState, ViewChoices
+from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
 from deconv_gui.ui.qimage import prepare_layers, to_qimage
 from deconv_gui.ui.workers import Job, TaskRunner
@@ -422,7 +422,7 @@ class Controller(QObject):
             self._adopt(s, value)
             self.result_shown.emit(s)
             timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in value.shown.timings.items())
-            self.status.emit(f"{s.path.name}: {value.shown.num_proposals} proposals ({timings})")
+            self.status.emit(f"{s.path.name}: {proposals_used(value.shown)} ({timings})")
             if lane == "add_box":
                 self._next_box()
 

@@ -145,3 +145,30 @@ def test_proposals_table_fits_its_panel_at_its_narrowest(qtbot, disc_ckpt, scene
     assert table_fits(table)
     assert "box x0, y0, x1, y1" in table.model().index(0, 0).data(Qt.ItemDataRole.ToolTipRole)
     window.close()
+
+
+# --- 4. the status line counts the proposals used; a re-run keeps unticked rows unticked and greyed -----------------
+
+
+def test_status_says_how_many_proposals_are_used_and_a_rerun_keeps_exclusions(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    s = open_and_wait(qtbot, window, scene_png)
+    n = s.shown.num_proposals
+    assert n >= 4
+    assert f"{n} of {n} proposals used" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        window.proposals.set_include(0, False)
+    assert f"{n - 1} of {n} proposals used" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        window.proposals.slider.setValue(3)  # top 3: rows 1 and 2 (row 0 is unticked)
+    assert f"2 of {n} proposals used" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        QTest.keyClick(window, Qt.Key.Key_R)  # segment again
+    model = window.proposals.model
+    assert not s.user_include[0] and not s.shown.include[0]
+    assert model.data(model.index(0, 2), Qt.ItemDataRole.ForegroundRole) is not None  # greyed
+    assert model.data(model.index(1, 2), Qt.ItemDataRole.ForegroundRole) is None
+    assert s.shown.include.tolist() == [False, True, True] + [False] * (n - 3)
+    assert f"2 of {n} proposals used" in window.statusBar().currentMessage()
+    window.close()
