@@ -172,3 +172,33 @@ def test_status_says_how_many_proposals_are_used_and_a_rerun_keeps_exclusions(qt
     assert s.shown.include.tolist() == [False, True, True] + [False] * (n - 3)
     assert f"2 of {n} proposals used" in window.statusBar().currentMessage()
     window.close()
+
+
+# --- 5. one numbering: table row #k is "proposal": k and k.png; COCO category ids ≥ 1 --------------------------------
+
+
+def test_table_numbers_match_the_exports_and_coco_categories_start_at_one(qtbot, disc_ckpt, scene_png, tmp_path):
+    import json
+
+    window = make_window(qtbot, disc_ckpt)
+    s = open_and_wait(qtbot, window, scene_png)
+    out = tmp_path / "out"
+    with qtbot.waitSignal(window.controller.exported, timeout=WAIT_MS):
+        window.export(out, {"instances", "coco"})
+    entries = json.loads((out / "scene_instances.json").read_text())["instances"]
+    coco = json.loads((out / "scene_coco.json").read_text())
+    assert entries and len(coco["annotations"]) == len(entries)
+    model = window.proposals.model
+    table = {model.index(r, 0).data(): model.index(r, 2).data() for r in range(model.rowCount())}  # "#" → class
+    for entry, ann in zip(entries, coco["annotations"], strict=True):
+        number = entry["proposal"]
+        assert table[str(number)] == entry["class_name"]  # the table's row "#number" is this instance
+        assert entry["mask"].endswith(f"/{number:03d}.png") and ann["proposal"] == number
+        assert s.summaries[number - 1].rank == number
+    assert [e["id"] for e in entries] == list(range(1, len(entries) + 1))
+    categories = {c["id"]: c for c in coco["categories"]}
+    assert min(categories) >= 1
+    for ann, entry in zip(coco["annotations"], entries, strict=True):
+        assert categories[ann["category_id"]]["class_index"] == entry["class_id"]
+        assert categories[ann["category_id"]]["name"] == entry["class_name"]
+    window.close()
