@@ -21,6 +21,7 @@ from deconv_gui.document.autosave import EditsStore
 from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
 from deconv_gui.document.folder import FolderModel
+from deconv_gui.document.models import ModelPreset, describe_loaded
 from deconv_gui.document.preferences import Preferences, save_preferences
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
@@ -46,6 +47,7 @@ class Controller(QObject):
     state_changed = Signal(object, str)  # Path, state
     model_changed = Signal(str)  # description of the model and device in use
     partner_changed = Signal(bool)
+    models_described = Signal(str)  # what is loaded and what it was trained on (the status bar's model line)
     choices_changed = Signal(object)  # ViewChoices
     error = Signal(str)  # a user-facing message
     unexpected = Signal(str, str)  # message, traceback
@@ -153,12 +155,27 @@ class Controller(QObject):
     def load_weights(self, path: Path) -> None:
         self._submit("model", self.engine.load_job(Path(path), self.engine.device), Path(path))
 
+    def load_preset(self, preset: ModelPreset) -> None:
+        """Load a bundled model and its ensemble partner (a preset without one drops the current partner)."""
+        weights, partner = preset.paths()
+        self.load_weights(weights)
+        self.load_partner(partner)
+
+    def loaded_summary(self) -> str:
+        """E.g. "CamVid EDeconvNet (DeconvNet + FCN-8s partner) — trained on CamVid road scenes"."""
+        e = self.engine
+        return describe_loaded(e.weights, e.runner.meta if e.runner is not None else None, e.partner_weights,
+                               e.partner.meta if e.partner is not None else None)
+
     def load_partner(self, path: Path | None) -> None:
         if path is None:
+            had = self.engine.partner is not None
             self.engine.set_partner(None, None)
             for session in self._sessions.values():
                 session.with_partner_scores(None)
             self.partner_changed.emit(False)
+            if had:
+                self.models_described.emit(self.loaded_summary())
             self._recombine()
             return
         self._submit("partner_model", self.engine.load_job(Path(path), self.engine.device), Path(path))
@@ -439,6 +456,7 @@ class Controller(QObject):
             return
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
+        self.models_described.emit(self.loaded_summary())
         # Cached maps came from another model (or lack the partner's): segment again.
         for session in self._sessions.values():
             if lane == "model":

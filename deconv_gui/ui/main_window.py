@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from deconv_gui.document.layers import pick_box
-from deconv_gui.document.models import bundled_models
+from deconv_gui.document.models import available_presets, bundled_models
 from deconv_gui.document.preferences import Preferences
 from deconv_gui.document.session import ImageSession
 from deconv_gui.ui.annotation_panel import AnnotationPanel, build_annotation_menu, wire_annotation
@@ -109,12 +109,15 @@ class MainWindow(QMainWindow):
         self.hover_label = QLabel()
         self.zoom_label = QLabel()
         self.mode_label = ModeIndicator()
+        self.model_label = QLabel("no model loaded")
+        self.model_label.setToolTip("the model in use and what it was trained on (Model → Bundled models)")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)
         self.progress.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         bar.addWidget(self.hover_label, 1)
+        bar.addPermanentWidget(self.model_label)
         bar.addPermanentWidget(self.mode_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
@@ -130,8 +133,9 @@ class MainWindow(QMainWindow):
         c.folder_changed.connect(self.files.set_folder)
         c.state_changed.connect(self.files.set_state)
         c.model_changed.connect(self.controls.set_device_in_use)
-        c.model_changed.connect(lambda text: self.statusBar().showMessage(f"model: {text}", 5000))
         c.partner_changed.connect(self.controls.set_partner_available)
+        c.models_described.connect(self.model_label.setText)
+        c.models_described.connect(lambda text: self.statusBar().showMessage(f"loaded {text}", 8000))
         c.choices_changed.connect(self.controls.set_choices)
         c.error.connect(self.show_error)
         c.unexpected.connect(self.show_traceback)
@@ -331,6 +335,13 @@ class MainWindow(QMainWindow):
     def _fill_model_menus(self) -> None:
         menu = self.menus["bundled"]
         menu.clear()
+        for preset in available_presets():
+            action = QAction(preset.name, menu)
+            action.setToolTip(f"trained on {preset.trained_on}")
+            action.triggered.connect(lambda _=False, p=preset: self.controller.load_preset(p))
+            menu.addAction(action)
+        if menu.actions():
+            menu.addSeparator()
         for info in bundled_models():
             action = QAction(info.label, menu)
             action.triggered.connect(lambda _=False, p=info.path: self.controller.load_weights(p))

@@ -386,6 +386,7 @@ def test_run_app_without_a_model_opens_the_image_and_saves_a_screenshot(qtbot, s
         created.append(self)
 
     monkeypatch.setattr(main_window.MainWindow, "__init__", spy)
+    monkeypatch.setattr("deconv_gui.document.models.BUNDLED_WEIGHTS_DIR", tmp_path / "no_bundled_weights")
     assert app_module.run_app([str(scene_png)]) == 0
     window = created[0]
     qtbot.addWidget(window)

@@ -202,3 +202,81 @@ def test_table_numbers_match_the_exports_and_coco_categories_start_at_one(qtbot,
         assert categories[ann["category_id"]]["class_index"] == entry["class_id"]
         assert categories[ann["category_id"]]["name"] == entry["class_name"]
     window.close()
+
+
+# --- 6. bundled presets; an image opened without --weights gets the best bundled pair; "off" without a partner -------
+
+
+def run_app_spying(monkeypatch, argv: list[str]):
+    """``run_app(argv)`` without its event loop; returns the window it made."""
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    from deconv_gui.ui import app as app_module
+    from deconv_gui.ui import main_window
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(app_module, "_leave_a_core_for_the_gui", lambda: None)
+    monkeypatch.setattr(QApplication, "exec", lambda *_: 0)
+    created: list = []
+    original = main_window.MainWindow.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        created.append(self)
+
+    monkeypatch.setattr(main_window.MainWindow, "__init__", spy)
+    assert app_module.run_app(argv) == 0
+    return created[0]
+
+
+def camvid_like(src: Path, dst: Path) -> Path:
+    """A copy of a tiny checkpoint whose metadata says it was trained on CamVid (as the bundled files do)."""
+    from dataclasses import replace
+
+    from deconv_gui.io.checkpoints import load_checkpoint, save_checkpoint
+
+    state, meta = load_checkpoint(src)
+    save_checkpoint(dst, state, replace(meta, train_config={"format": "camvid", "data": "/data/camvid"}))
+    return dst
+
+
+def test_opening_an_image_without_weights_loads_the_bundled_pair_and_says_so(
+        qtbot, monkeypatch, tmp_path, scene_png, disc_ckpt, tiny_fcn_ckpt):
+    bundled = tmp_path / "weights"
+    bundled.mkdir()
+    camvid_like(disc_ckpt, bundled / "camvid_deconvnet.pt")
+    camvid_like(tiny_fcn_ckpt, bundled / "camvid_fcn8s.pt")
+    monkeypatch.setattr("deconv_gui.document.models.BUNDLED_WEIGHTS_DIR", bundled)
+    window = run_app_spying(monkeypatch, [str(scene_png), "--device", "cpu"])
+    qtbot.addWidget(window)
+    c = window.controller
+    expected = "CamVid EDeconvNet (DeconvNet + FCN-8s partner) — trained on CamVid road scenes"
+    qtbot.waitUntil(lambda: c.session is not None and c.session.shown is not None and c.engine.partner is not None,
+                    timeout=WAIT_MS)
+    assert c.engine.weights.name == "camvid_deconvnet.pt" and c.engine.partner_weights.name == "camvid_fcn8s.pt"
+    assert window.model_label.text() == expected
+    assert "no bundled model" not in window.statusBar().currentMessage()
+    assert window.controls.ensemble.isEnabled() and window.controls.ensemble.currentText() == "mean"
+    # the menu offers the presets; the one without a partner drops it and the Ensemble box reads "off"
+    names = [a.text() for a in window.menus["bundled"].actions()]
+    assert names[:3] == ["CamVid EDeconvNet (DeconvNet + FCN-8s partner)", "CamVid DeconvNet", "CamVid FCN-8s"]
+    with qtbot.waitSignal(c.models_described, timeout=WAIT_MS,
+                          check_params_cb=lambda text: text.startswith("CamVid DeconvNet —")):
+        next(a for a in window.menus["bundled"].actions() if a.text() == "CamVid DeconvNet").trigger()
+    assert c.engine.partner is None and window.model_label.text() == "CamVid DeconvNet — trained on CamVid road scenes"
+    assert not window.controls.ensemble.isEnabled() and window.controls.ensemble.currentText() == "off"
+    assert "partner" in window.controls.ensemble.toolTip()
+    window.close()
+
+
+def test_the_ensemble_box_reads_off_without_a_partner(qtbot, disc_ckpt, tiny_fcn_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    open_and_wait(qtbot, window, scene_png)
+    box = window.controls.ensemble
+    assert not box.isEnabled() and box.currentText() == "off" and "partner" in box.toolTip()
+    with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
+        window.controller.load_partner(tiny_fcn_ckpt)
+    assert box.isEnabled() and box.currentText() == "mean" == window.controller.choices.ensemble
+    window.close()
