@@ -43,7 +43,12 @@ class Preferences:
     device: str = "auto"
     edge_model_file: str | None = None
     annotation_folder: str | None = None
-    """Autosave hand edits into this project folder; None: in a ``.deconv_gui`` folder next to each image."""
+    """Autosave hand edits into this project folder; None: the default one outside the data
+    (``deconv_gui.document.output_folders.default_edits_folder``)."""
+    export_formats: list[str] = field(default_factory=lambda: ["palette", "overlay"])
+    """The formats ticked in the export dialog last time."""
+    export_folder: str | None = None
+    """The export dialog's folder last time; None: the image folder's project folder outside the data."""
 
     def crf_params(self) -> CRFParams:
         try:

@@ -22,6 +22,7 @@ from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
 from deconv_gui.document.folder import FolderModel
 from deconv_gui.document.models import ModelPreset, describe_loaded
+from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences, save_preferences
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
@@ -68,7 +69,7 @@ class Controller(QObject):
         self.engine.set_proposals(self.prefs.num_proposals, self.prefs.edge_model_file)
         self.choices = ViewChoices(crf_params=self.prefs.crf_params())
         self.folder = FolderModel()
-        self.edits = EditsStore(Path(self.prefs.annotation_folder) if self.prefs.annotation_folder else None)
+        self.edits = EditsStore(Path(self.prefs.annotation_folder or default_edits_folder()))
         self.session: ImageSession | None = None
         self.failed_path: Path | None = None
         """The file whose opening failed last, while it is the one on screen (nothing to export then)."""
@@ -356,8 +357,9 @@ class Controller(QObject):
         return self.edits.load(path, image, set_aside=False)
 
     def set_edits_folder(self, folder: Path | None) -> None:
-        """Autosave edits into a project ``folder`` (None: next to each image); remembered in the preferences."""
-        self.edits = EditsStore(Path(folder) if folder else None)
+        """Autosave edits into a project ``folder`` (None: the default one outside the data, never next to the
+        images); remembered in the preferences."""
+        self.edits = EditsStore(Path(folder) if folder else default_edits_folder())
         self.prefs.annotation_folder = str(folder) if folder else None
 
     def mark_changed(self, session: ImageSession) -> None:

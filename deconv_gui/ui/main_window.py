@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from deconv_gui.document.layers import pick_box
 from deconv_gui.document.models import available_presets, bundled_models
+from deconv_gui.document.output_folders import export_folder
 from deconv_gui.document.preferences import Preferences
 from deconv_gui.document.session import ImageSession
 from deconv_gui.ui.annotation_panel import AnnotationPanel, build_annotation_menu, wire_annotation
@@ -310,11 +311,13 @@ class MainWindow(QMainWindow):
 
     def ask_export(self) -> None:
         c = self.controller
-        default = (c.session.path.parent if c.session else Path.cwd()) / "deconv_gui_export"
-        dialog = ExportDialog(default, len(c.folder) > 1, self)
+        image = c.session.path if c.session is not None else c.failed_path
+        dialog = ExportDialog(export_folder(image, c.prefs.export_folder), len(c.folder) > 1, self,
+                              formats=c.prefs.export_formats, image_path=image, num_images=len(c.folder))
         if not dialog.exec():
             return
         out_dir, formats, whole_folder = dialog.choice()
+        c.prefs.export_folder, c.prefs.export_formats = str(out_dir), sorted(formats)  # the next export's defaults
         self.export(out_dir, formats, whole_folder=whole_folder)
 
     def export(self, out_dir: Path, formats: set[str], *, whole_folder: bool = False) -> int | None:

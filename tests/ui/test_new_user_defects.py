@@ -280,3 +280,60 @@ def test_the_ensemble_box_reads_off_without_a_partner(qtbot, disc_ckpt, tiny_fcn
         window.controller.load_partner(tiny_fcn_ckpt)
     assert box.isEnabled() and box.currentText() == "mean" == window.controller.choices.ensemble
     window.close()
+
+
+# --- 8. the export dialog remembers; defaults go outside the image folder and it says where ---------------------------
+
+
+def test_export_dialog_remembers_and_defaults_outside_the_image_folder(qtbot, monkeypatch, disc_ckpt, scene_png,
+                                                                       tmp_path):
+    from deconv_gui.document.output_folders import output_root
+    from deconv_gui.ui import main_window
+    from deconv_gui.ui.export_dialog import ExportDialog
+
+    seen: list[tuple[Path, set[str], str]] = []
+    script: list = []
+
+    class ScriptedDialog(ExportDialog):
+        def exec(self) -> int:
+            seen.append((*self.choice()[:2], self.where.text()))
+            return script.pop(0)(self)
+
+    monkeypatch.setattr(main_window, "ExportDialog", ScriptedDialog)
+    window = make_window(qtbot, disc_ckpt)
+    open_and_wait(qtbot, window, scene_png)
+
+    def choose(dialog) -> int:
+        for fmt, check in dialog.checks.items():
+            check.setChecked(fmt in ("index", "coco"))
+        assert "scene_index.png" in dialog.where.text() and "scene_coco.json" in dialog.where.text()
+        assert "scene_overlay.png" not in dialog.where.text()
+        return 1
+
+    script.append(choose)
+    with qtbot.waitSignal(window.controller.exported, timeout=WAIT_MS) as blocker:
+        window.ask_export()
+    default_dir, default_formats, where = seen[0]
+    image_dir = scene_png.parent.resolve()
+    assert default_dir == output_root() / "img" and image_dir not in default_dir.resolve().parents
+    assert default_formats == {"palette", "overlay"} and "scene.png" in where and "img" in where
+    assert all(image_dir not in Path(p).resolve().parents for p in blocker.args[0])  # nothing into the data
+    assert (default_dir / "scene_index.png").exists() and not list(image_dir.glob("*index*"))
+    # the next export (also in a new window, after a restart) starts from the same formats and folder
+    script.append(lambda dialog: 0)
+    window.ask_export()
+    assert seen[1][:2] == (default_dir, {"index", "coco"})
+    window.close()
+    again = make_window(qtbot, disc_ckpt)
+    from deconv_gui.document.preferences import load_preferences
+
+    again.controller.prefs = load_preferences()
+    open_and_wait(qtbot, again, scene_png)
+    script.append(lambda dialog: 0)
+    again.ask_export()
+    assert seen[2][:2] == (default_dir, {"index", "coco"})
+    # a folder inside the image folder is called out
+    inside = ExportDialog(scene_png.parent / "out", False, image_path=scene_png)
+    qtbot.addWidget(inside)
+    assert "inside the image folder" in inside.where.text()
+    again.close()
