@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from deconv_gui.document.folder import FolderModel
+from deconv_gui.ui.elided_label import ElidedLabel
 
 STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230),
                  "failed": QColor(220, 60, 50)}
@@ -37,11 +38,15 @@ class FileList(QWidget):
         self.run_all.clicked.connect(self.run_all_requested)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.progress.setFormat("%p%")
         self.progress.hide()
+        self.progress_text = ElidedLabel()  # "image 5/233: 0001TP_… — about 3 min left", elided, never wrapped
+        self.progress_text.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.run_all)
+        layout.addWidget(self.progress_text)
         layout.addWidget(self.progress)
         self._rows: dict[Path, QListWidgetItem] = {}
         self._states: dict[Path, str] = {}
@@ -90,8 +95,13 @@ class FileList(QWidget):
     def set_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{text}  (%p%)")
+        self.progress_text.setText(text)
         self.progress.setVisible(done < total)
+        self.progress_text.setVisible(done < total)
+
+    def hide_progress(self) -> None:
+        self.progress.hide()
+        self.progress_text.hide()
 
     def _activated(self, item: QListWidgetItem) -> None:
         self.open_requested.emit(Path(item.data(Qt.ItemDataRole.UserRole)))

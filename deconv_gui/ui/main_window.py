@@ -33,6 +33,7 @@ from deconv_gui.ui.annotator import Annotator
 from deconv_gui.ui.canvas import ImageCanvas
 from deconv_gui.ui.controller import Controller
 from deconv_gui.ui.controls import ControlsPanel
+from deconv_gui.ui.elided_label import ElidedLabel
 from deconv_gui.ui.export_dialog import ExportDialog, confirm_overwrite
 from deconv_gui.ui.file_list import FileList, paths_from_mime
 from deconv_gui.ui.layers_panel import LayersPanel
@@ -112,14 +113,21 @@ class MainWindow(QMainWindow):
         self.mode_label = ModeIndicator()
         self.model_label = QLabel("no model loaded")
         self.model_label.setToolTip("the model in use and what it was trained on (Model → Bundled models)")
+        self.result_label = ElidedLabel()  # the last run's summary and timings: stays until the next result
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(90)
         self.progress.hide()
+        self.progress_text = ElidedLabel()  # the stage, elided (never clipped or wrapped); full text as tooltip
+        self.progress_text.setMaximumWidth(300)
+        self.progress_text.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         bar.addWidget(self.hover_label, 1)
         bar.addPermanentWidget(self.model_label)
         bar.addPermanentWidget(self.mode_label)
+        bar.addPermanentWidget(self.result_label, 1)
+        bar.addPermanentWidget(self.progress_text, 1)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.zoom_label)
@@ -141,6 +149,7 @@ class MainWindow(QMainWindow):
         c.error.connect(self.show_error)
         c.unexpected.connect(self.show_traceback)
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.result_summary.connect(self.result_label.setText)
         c.progress.connect(self._show_progress)
         c.busy_changed.connect(self._show_busy)
         # widgets → document
@@ -237,13 +246,15 @@ class MainWindow(QMainWindow):
     def _show_progress(self, done: int, total: int, stage: str) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{stage} %v/%m")
+        self.progress_text.setText(stage if "/" in stage or total <= 1 else f"{stage} {done}/{total}")
 
     def _show_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
+        self.progress_text.setVisible(busy)
+        self.result_label.setVisible(not busy)
         self.cancel_button.setVisible(busy)
         if not busy:
-            self.files.progress.hide()
+            self.files.hide_progress()
 
     def _pick(self, x: float, y: float) -> None:
         s = self.controller.session

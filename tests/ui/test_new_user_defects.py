@@ -156,13 +156,13 @@ def test_status_says_how_many_proposals_are_used_and_a_rerun_keeps_exclusions(qt
     s = open_and_wait(qtbot, window, scene_png)
     n = s.shown.num_proposals
     assert n >= 4
-    assert f"{n} of {n} proposals used" in window.statusBar().currentMessage()
+    assert f"{n} of {n} proposals used" in window.result_label.text()
     with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
         window.proposals.set_include(0, False)
-    assert f"{n - 1} of {n} proposals used" in window.statusBar().currentMessage()
+    assert f"{n - 1} of {n} proposals used" in window.result_label.text()
     with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
         window.proposals.slider.setValue(3)  # top 3: rows 1 and 2 (row 0 is unticked)
-    assert f"2 of {n} proposals used" in window.statusBar().currentMessage()
+    assert f"2 of {n} proposals used" in window.result_label.text()
     with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
         QTest.keyClick(window, Qt.Key.Key_R)  # segment again
     model = window.proposals.model
@@ -170,7 +170,7 @@ def test_status_says_how_many_proposals_are_used_and_a_rerun_keeps_exclusions(qt
     assert model.data(model.index(0, 2), Qt.ItemDataRole.ForegroundRole) is not None  # greyed
     assert model.data(model.index(1, 2), Qt.ItemDataRole.ForegroundRole) is None
     assert s.shown.include.tolist() == [False, True, True] + [False] * (n - 3)
-    assert f"2 of {n} proposals used" in window.statusBar().currentMessage()
+    assert f"2 of {n} proposals used" in window.result_label.text()
     window.close()
 
 
@@ -337,3 +337,53 @@ def test_export_dialog_remembers_and_defaults_outside_the_image_folder(qtbot, mo
     qtbot.addWidget(inside)
     assert "inside the image folder" in inside.where.text()
     again.close()
+
+
+# --- 9. progress text elided, the timing stays, an ETA for Run on all images ------------------------------------------
+
+
+def test_progress_text_is_elided_on_one_line_and_the_run_summary_stays(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    open_and_wait(qtbot, window, scene_png)
+    summary = window.result_label.text()
+    assert "proposals used" in summary and "ms" in summary
+    window.statusBar().showMessage("something else", 10)  # other messages come and go …
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "", timeout=5000)
+    assert window.result_label.text() == summary and window.result_label.isVisible()  # … the timing stays
+    long = "image 5/233: 0001TP_006690_a_very_long_camvid_file_name_indeed.png — about 3 min 20 s left"
+    window._show_busy(True)
+    window._show_progress(4, 233, long)
+    qtbot.waitUntil(lambda: window.progress_text.isVisible(), timeout=5000)
+    shown = window.progress_text.displayed_text()
+    metrics = window.progress_text.fontMetrics()
+    assert shown.endswith("…") and shown[:-1] in long  # elided, not clipped mid-glyph …
+    assert metrics.horizontalAdvance(shown) <= window.progress_text.width()
+    assert window.progress_text.toolTip() == long  # … the whole text is the tooltip
+    window._show_progress(0, 1, "summarising\n0/1")
+    assert "\n" not in window.progress_text.text()  # never wraps
+    window._show_busy(False)
+    window.close()
+
+
+def test_run_on_all_images_shows_time_left(qtbot, disc_ckpt, scene_folder):
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    open_and_wait(qtbot, window, scene_folder)
+    texts: list[str] = []
+    c.progress.connect(lambda d, t, s: texts.append(window.files.progress_text.text()))
+    with qtbot.waitSignal(c.folder_run_finished, timeout=WAIT_MS):
+        window.files.run_all.click()
+    assert any(t.startswith("image 2/3") and t.endswith(" left") and "about" in t for t in texts), texts
+    assert texts[0].startswith("image 1/3") and "estimating" in texts[0]
+    window.close()
+
+
+def test_eta_from_the_pace_so_far():
+    from deconv_gui.document.eta import Eta, format_duration
+
+    now = [100.0]
+    eta = Eta(clock=lambda: now[0])
+    assert eta.seconds_left(0, 10) is None and eta.text(0, 10) == "estimating time left…"
+    now[0] += 40.0  # 2 images in 40 s → 8 left take 160 s
+    assert eta.seconds_left(2, 10) == 160.0 and eta.text(2, 10) == "about 2 min 40 s left"
+    assert format_duration(7300) == "2 h 01 min" and format_duration(9.6) == "10 s"
