@@ -417,6 +417,7 @@ class MainWindow(QMainWindow):
         settings = QSettings("deconv_gui", "deconv_gui")
         settings.setValue("geometry", self.saveGeometry())
         settings.setValue("window_state", self.saveState())
+        settings.sync()  # on disk now: the process ends without Python's teardown (``app.exit_now``)
         self.annotator.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)
