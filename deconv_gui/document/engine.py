@@ -193,7 +193,7 @@ class Engine:
         segmenter = self.segmenter(choices)
         models = self._models()
         path, image = session.path, session.image
-        previous = session.user_include.copy() if session.raw is not None else None  # a re-run keeps the ticks
+        previous = session.user_include.copy()  # a re-run (or a reopened image) keeps the user's ticks
         device = self.crf_device()
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:

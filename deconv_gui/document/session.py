@@ -161,8 +161,7 @@ class ImageSession:
 
     def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
         """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
-        self.user_include = carried_include(self.user_include if self.raw is not None else None,
-                                            result.num_proposals)
+        self.user_include = carried_include(self.user_include, result.num_proposals)
         self.raw = result
         self.shown = result
         self.summaries = summaries if summaries is not None else summarise_proposals(result)
@@ -224,8 +223,9 @@ class ImageSession:
 def carried_include(previous: np.ndarray | None, num_proposals: int) -> np.ndarray:
     """``(num_proposals,)`` bool: the user's include choices carried over to a new run of the same image.
 
-    A re-run proposes the same Edge Boxes in the same order, so proposal ``i`` keeps its tick; ``previous`` None
-    (no earlier result) or longer than the new run (it held drawn boxes) starts with all included.
+    A re-run proposes the same Edge Boxes in the same order, so proposal ``i`` keeps its tick (also across a
+    model change, and from ticks restored from disk); ``previous`` None or empty (no earlier result) or longer
+    than the new run (it held drawn boxes) starts with all included.
     """
     include = np.ones(num_proposals, bool)
     if previous is not None and len(previous) <= num_proposals:

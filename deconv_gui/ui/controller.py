@@ -25,6 +25,7 @@ from deconv_gui.document.folder import FolderModel
 from deconv_gui.document.models import ModelPreset, describe_loaded
 from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences, save_preferences
+from deconv_gui.document.proposal_choices import ProposalChoices, choices_of, load_choices, save_choices
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
 from deconv_gui.ui.qimage import prepare_layers, to_qimage
@@ -80,6 +81,8 @@ class Controller(QObject):
         self._paths: dict[int, Path | None] = {}
         self._pending_boxes: list[np.ndarray] = []
         self._export_paths: list[Path] = []
+        self._restoring: dict[Path, ProposalChoices] = {}
+        """Images reopened with saved drawn boxes / exclusions still to re-apply once they are segmented."""
         self.tasks = TaskRunner(self)
         self.tasks.finished.connect(self._on_finished)
         self.tasks.failed.connect(self._on_failed)
@@ -255,6 +258,7 @@ class Controller(QObject):
             return
         self.session.set_included(index, included)
         self._set_state(self.session.path, self.session.state)
+        self._save_choices(self.session)
         self._recombine()
 
     def select(self, index: int | None) -> None:
@@ -423,6 +427,7 @@ class Controller(QObject):
             if self.folder.mark_opened(path):
                 self.state_changed.emit(path, "not run")
             session = ImageSession(path, image, display=display)
+            self._restore_choices(session)
             self._activate(session)
             self._remember(session)
             if self.engine.ready:
@@ -453,6 +458,47 @@ class Controller(QObject):
             self.result_summary.emit(f"{s.path.name}: {proposals_used(value.shown)} ({timings})")
             if lane == "add_box":
                 self._next_box()
+            if lane in ("segment", "add_box"):
+                self._continue_restore(s, lane)
+
+    # --- drawn boxes and exclusions, kept beside the autosaved edits ---------------------------------------------
+
+    def _restore_choices(self, session: ImageSession) -> None:
+        """A reopened image: its saved ticks apply to the first run; its drawn boxes are added after it."""
+        saved = load_choices(self.edits, session.path, session.image)
+        if saved is not None:
+            session.user_include = saved.edge_include()
+            self._restoring[session.path] = saved
+
+    def _continue_restore(self, session: ImageSession, lane: str) -> None:
+        """After a run or a drawn box landed: re-add the saved boxes, then untick the saved ones; else save."""
+        saved = self._restoring.get(session.path)
+        if saved is None:
+            if lane == "add_box":
+                self._save_choices(session)
+            return
+        if session.raw is None:
+            return
+        drawn = int(session.raw.from_user.sum())
+        if session.raw.mode == "instances" and lane == "segment" and saved.boxes and not drawn:
+            self._pending_boxes.extend(np.asarray(b, np.float64) for b in saved.boxes)
+            self._next_box()
+            return
+        if session.raw.mode == "instances" and drawn < len(saved.boxes):
+            return  # more boxes on their way
+        del self._restoring[session.path]
+        for index in saved.excluded_boxes():
+            if index < len(session.user_include):
+                session.set_included(index, False)
+        self.status.emit(f"{session.path.name}: restored your {len(saved.boxes)} drawn box(es) and "
+                         f"{len(saved.excluded)} unticked proposal(s)")
+        if saved.excluded_boxes():
+            self._recombine()
+
+    def _save_choices(self, session: ImageSession) -> None:
+        if session.raw is not None and session.path not in self._restoring:
+            save_choices(self.edits, session.path, session.image,
+                         choices_of(session.raw.from_user, session.raw.boxes, session.user_include))
 
     def _on_model_loaded(self, lane: str, runner: object, path: Path | None) -> None:
         assert path is not None

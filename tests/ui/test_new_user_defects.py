@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -413,3 +414,38 @@ def test_quitting_ends_the_process_without_pythons_slow_teardown(monkeypatch):
     with pytest.raises(Exited) as exited:
         module.launch()
     assert ran == [["photo.png"]] and exited.value.args == (3,)
+
+
+# --- 9. drawn boxes and unticked proposals come back when the image is reopened (a new session too) -----------------
+
+
+def test_drawn_boxes_and_exclusions_are_kept_on_reopen(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    s = open_and_wait(qtbot, window, scene_png)
+    n = s.shown.num_proposals
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        window.proposals.set_include(1, False)
+    for box in ((20, 15, 100, 90), (60, 40, 150, 110)):
+        with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+            c.add_box(box)
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        window.proposals.set_include(n + 1, False)  # the second drawn box, unticked
+    expected_include = s.user_include.copy()
+    expected_boxes = s.raw.boxes[s.raw.from_user].copy()
+    window.close()
+    # a new session: the image comes back with its drawn boxes and both exclusions
+    again = make_window(qtbot, disc_ckpt)
+    c2 = again.controller
+    with qtbot.waitSignal(c2.status, timeout=WAIT_MS, check_params_cb=lambda text: "restored your 2 drawn" in text):
+        c2.open_paths([scene_png])
+    qtbot.waitUntil(lambda: not c2.tasks.busy, timeout=WAIT_MS)
+    s2 = c2.session
+    assert s2.raw.num_proposals == n + 2 and s2.raw.from_user.tolist() == [False] * n + [True, True]
+    np.testing.assert_allclose(s2.raw.boxes[s2.raw.from_user], expected_boxes)
+    assert s2.user_include.tolist() == expected_include.tolist()
+    assert s2.shown.include.tolist() == expected_include.tolist()  # the map is made without them
+    model = again.proposals.model
+    assert model.rowCount() == n + 2 and model.index(n, 0).data() == f"{n + 1} ✎"
+    assert model.data(model.index(1, 2), Qt.ItemDataRole.ForegroundRole) is not None  # greyed
+    again.close()
