@@ -502,9 +502,10 @@ class Controller(QObject):
 
     def _on_model_loaded(self, lane: str, runner: object, path: Path | None) -> None:
         assert path is not None
+        note = None
         try:
             if lane == "model":
-                self.engine.set_runner(runner, path)  # type: ignore[arg-type]
+                note = self.engine.set_runner(runner, path)  # type: ignore[arg-type]
                 self.prefs.add_recent_weights(path)
             else:
                 self.engine.set_partner(runner, path)  # type: ignore[arg-type]
@@ -514,6 +515,8 @@ class Controller(QObject):
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
         self.models_described.emit(self.loaded_summary())
+        if note:  # the partner was set aside (other classes) or came back: said, never silent
+            self.status.emit(note)
         # Cached maps came from another model (or lack the partner's): segment again.
         for session in self._sessions.values():
             if lane == "model":

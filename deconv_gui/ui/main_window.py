@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -41,6 +41,7 @@ from deconv_gui.ui.legend import Legend
 from deconv_gui.ui.menus import build_menus
 from deconv_gui.ui.mode_indicator import ModeIndicator
 from deconv_gui.ui.proposals_panel import ProposalsPanel
+from deconv_gui.ui.screen_fit import exceeds_screen, fit_to_screen
 from deconv_gui.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ try:  # written beside this window (helper U2); the app works without it
 except ImportError:  # pragma: no cover - only while the training panel does not exist
     TrainingPanel = None  # type: ignore[assignment,misc]
 
+DOCK_SEPARATOR_PX = 8
+MIN_PROPOSAL_ROWS = 4
+"""The proposals table always shows at least this many rows, however many panels are docked."""
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
 WEIGHTS_FILTER = "Checkpoints (*.pt *.pth);;All files (*)"
 
@@ -94,6 +98,9 @@ class MainWindow(QMainWindow):
                  ("Proposals", self.proposals, right), ("Layers", self.layers, left), ("Legend", self.legend, left)]
         if self.training is not None:
             docks.append(("Training", self.training, Qt.DockWidgetArea.BottomDockWidgetArea))
+        # The right column keeps the whole height (the training dock goes under the files and the canvas), so
+        # docking it never squeezes the proposals table; every dock keeps a usable minimum size.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks: dict[str, QDockWidget] = {}
         for title, widget, area in docks:
             dock = QDockWidget(title, self)
@@ -101,8 +108,11 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.menus["docks"].addAction(dock.toggleViewAction())
+            for signal in (dock.visibilityChanged, dock.topLevelChanged, dock.dockLocationChanged):
+                signal.connect(lambda *_: QTimer.singleShot(0, self._docks_changed))
             self.docks[title] = dock
         self.proposals.setMinimumWidth(300)
+        self.proposals.setMinimumHeight(self.proposals.rows_height(MIN_PROPOSAL_ROWS))
         if "Training" in self.docks:
             self.docks["Training"].hide()
 
@@ -387,9 +397,12 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 920)
+            screen = self.screen().availableGeometry()
+            self.resize(min(1500, screen.width()), min(920, screen.height()))
         if state is not None:
             self.restoreState(state)
+            self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)  # a state saved
+            # by an older version put the training dock under the right column too
         else:  # first run: give the canvas the room (docks otherwise size to their contents)
             QTimer.singleShot(0, self._default_dock_sizes)
 
@@ -398,6 +411,30 @@ class MainWindow(QMainWindow):
         self.resizeDocks([d["Files"], d["Controls"]], [200, 440], Qt.Orientation.Horizontal)
         self.resizeDocks([d["Controls"], d["Proposals"]], [260, 640], Qt.Orientation.Vertical)
         self.resizeDocks([d["Files"], d["Layers"], d["Legend"]], [330, 150, 300], Qt.Orientation.Vertical)
+
+    def _docks_changed(self) -> None:
+        """A dock was shown, moved or floated: stay on the screen, and leave a docked training panel its minimum
+        width beside the right column (Qt's layout would rather let them overlap)."""
+        fit_to_screen(self)
+        bottom = [d for d in self.docks.values() if d.isVisible() and not d.isFloating()
+                  and self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
+        right = [d for d in self.docks.values() if d.isVisible() and not d.isFloating()
+                 and self.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
+        if not bottom or not right:
+            return
+        room = self.width() - max(d.minimumSizeHint().width() for d in bottom) - DOCK_SEPARATOR_PX
+        if right[0].width() > room:
+            self.resizeDocks(right[:1], [max(room, max(d.minimumSizeHint().width() for d in right))],
+                             Qt.Orientation.Horizontal)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        QTimer.singleShot(0, lambda: fit_to_screen(self))  # a saved geometry may come from a bigger screen
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if exceeds_screen(self):  # a dock's minimum size grew the window: back onto the screen
+            QTimer.singleShot(0, lambda: fit_to_screen(self))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
         if paths_from_mime(event.mimeData()):

@@ -160,6 +160,14 @@ class ProposalsPanel(QWidget):
         if selected is not None and selected < len(rows):
             self.select_row(selected)
 
+    def rows_height(self, rows: int) -> int:
+        """The panel's height that shows the slider, the header and ``rows`` table rows."""
+        table = self.table
+        margins = self.layout().contentsMargins()
+        return (self.slider.sizeHint().height() + self.layout().spacing() + table.horizontalHeader().sizeHint().height()
+                + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth()
+                + margins.top() + margins.bottom())
+
     def current_row(self) -> int | None:
         idx = self.table.selectionModel().currentIndex()
         return idx.row() if idx.isValid() else None

@@ -449,3 +449,75 @@ def test_drawn_boxes_and_exclusions_are_kept_on_reopen(qtbot, disc_ckpt, scene_p
     assert model.rowCount() == n + 2 and model.index(n, 0).data() == f"{n + 1} ✎"
     assert model.data(model.index(1, 2), Qt.ItemDataRole.ForegroundRole) is not None  # greyed
     again.close()
+
+
+# --- 7. the window stays on the screen; docked training shows its curves and log --------------------------------------
+
+
+def test_docking_the_training_panel_keeps_the_window_on_the_screen(qtbot, disc_ckpt, scene_png):
+    window = make_window(qtbot, disc_ckpt)
+    open_and_wait(qtbot, window, scene_png)
+    screen = window.screen().availableGeometry()
+    QTest.keyClick(window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)  # Model → Training panel
+    dock = window.docks["Training"]
+    qtbot.waitUntil(lambda: dock.isVisible() and window.training.curves.height() > 0, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: screen.contains(window.frameGeometry()), timeout=5000)
+    assert window.minimumSizeHint().height() <= screen.height() and not dock.isFloating()
+    # the docked panel shows its curves and log, and the proposals table keeps several rows
+    panel, table = window.training, window.proposals.table
+    assert panel.curves.isVisible() and panel.curves.height() >= 100 and panel.log_view.height() >= 50
+    assert table.viewport().height() >= 4 * table.verticalHeader().defaultSectionSize()
+    # no two visible docks overlap
+    def overlaps() -> bool:
+        shown = [d.geometry() for d in window.docks.values() if d.isVisible()]
+        return any(a.intersects(b) for i, a in enumerate(shown) for b in shown[i + 1:])
+
+    qtbot.waitUntil(lambda: not overlaps(), timeout=5000)
+    # a window made bigger than the screen (a restored geometry, a dock's size) comes back onto it
+    window.resize(screen.width() + 400, screen.height() + 300)
+    qtbot.waitUntil(lambda: screen.contains(window.frameGeometry()), timeout=5000)
+    window.close()
+
+
+def test_use_this_checkpoint_keeps_the_ensemble_partner(qtbot, disc_ckpt, tiny_fcn_ckpt, scene_png, tmp_path):
+    from dataclasses import replace
+
+    from deconv_gui.io.checkpoints import load_checkpoint, save_checkpoint
+
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    open_and_wait(qtbot, window, scene_png)
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        c.load_partner(tiny_fcn_ckpt)
+    # a run's checkpoint with the same classes: the partner stays
+    with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
+        window.training.use_checkpoint.emit(str(disc_ckpt))
+    assert c.engine.partner_weights == tiny_fcn_ckpt and window.controls.ensemble.isEnabled()
+    assert c.session.shown.partner_scores is not None
+    # a checkpoint with other classes: the partner is set aside, and the user is told
+    state, meta = load_checkpoint(disc_ckpt)
+    other = tmp_path / "other_classes.pt"
+    save_checkpoint(other, state, replace(meta, class_names=[f"c{i}" for i in range(meta.num_classes)]))
+    with qtbot.waitSignal(c.status, timeout=WAIT_MS, check_params_cb=lambda t: "set aside" in t) as told:
+        window.training.use_checkpoint.emit(str(other))
+    assert tiny_fcn_ckpt.name in told.args[0] and c.engine.partner is None
+    assert not window.controls.ensemble.isEnabled()
+    # back to a model of the partner's classes: the partner comes back
+    with qtbot.waitSignal(c.status, timeout=WAIT_MS, check_params_cb=lambda t: "back" in t):
+        window.training.use_checkpoint.emit(str(disc_ckpt))
+    assert c.engine.partner_weights == tiny_fcn_ckpt and window.controls.ensemble.isEnabled()
+    window.close()
+
+
+def test_make_a_synthetic_dataset_fills_the_training_form(qtbot, tmp_path):
+    from deconv_gui.training.datasets import open_dataset
+    from deconv_gui.ui.training_panel import SYNTHETIC_TRAIN, TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    (tmp_path / "notes.txt").write_text("a folder that is not empty")
+    folder = panel.make_synthetic_dataset(tmp_path)
+    assert folder == tmp_path / "synthetic_shapes"
+    assert panel.form.dataset.path() == folder and panel.form.format.currentText() == "folder"
+    assert len(open_dataset(folder, "folder", "train")) == SYNTHETIC_TRAIN
+    assert "press Start" in panel.log_view.toPlainText() and panel.synthetic_button.text().startswith("Make a synth")
