@@ -66,6 +66,7 @@ _STATE_TEXT = {
 }
 SYNTHETIC_TRAIN, SYNTHETIC_VAL = 16, 4
 SYNTHETIC_HW = (180, 240)
+SYNTHETIC_ITERATIONS = 300
 """Scenes of the dataset "Make a synthetic dataset…" writes (~1 s on the GUI thread of the loaded 2-core CPU)."""
 SETUP_TEXT_CHARS = 90
 _LOG_LINES = 5000
@@ -161,6 +162,7 @@ class TrainingPanel(QWidget):
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([420, 580])  # the form readable, the curves the larger part
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.splitter, 1)
@@ -291,6 +293,7 @@ class TrainingPanel(QWidget):
         QApplication.restoreOverrideCursor()
         self.form.dataset.edit.setText(str(folder))
         self.form.format.setCurrentText("folder")
+        self.form.iterations.setValue(min(self.form.iterations.value(), SYNTHETIC_ITERATIONS))
         self._error = ""
         self._append_log(f"[app] wrote {SYNTHETIC_TRAIN} + {SYNTHETIC_VAL} synthetic scenes to {folder}; "
                          "press Start to train on them")
