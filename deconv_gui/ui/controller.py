@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
-from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.errors import DeconvGuiError, ImageReadError
 from deconv_gui.document.autosave import EditsStore
 from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
@@ -44,6 +44,7 @@ class Controller(QObject):
 
     image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
     image_failed = Signal(object, str)  # Path, why it could not be opened (no image is current any more)
+    file_failed = Signal(object, str)  # Path, why: a file of the list that could not be read (a folder run)
     result_shown = Signal(object)  # ImageSession whose ``shown`` changed
     selection_changed = Signal(object)  # int | None
     folder_changed = Signal(object)  # FolderModel
@@ -299,6 +300,10 @@ class Controller(QObject):
     def _on_folder_item(self, item: object) -> None:
         if isinstance(item, DeconvGuiError):
             self.status.emit(str(item))
+            if isinstance(item, ImageReadError) and item.path is not None and Path(item.path) in self.folder.states:
+                self.folder.mark_failed(Path(item.path), str(item))
+                self._set_state(Path(item.path), "failed")
+                self.file_failed.emit(Path(item.path), str(item))
             return
         assert isinstance(item, Rendered) and item.image is not None
         current = self.session is not None and self.session.path == item.path

@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         # document → widgets
         c.image_opened.connect(self._show_image)
         c.image_failed.connect(self._show_failure)
+        c.file_failed.connect(self.files.set_failed)
         c.result_shown.connect(self._show_result)
         c.selection_changed.connect(self._show_selection)
         c.folder_changed.connect(self.files.set_folder)

@@ -521,3 +521,21 @@ def test_make_a_synthetic_dataset_fills_the_training_form(qtbot, tmp_path):
     assert panel.form.dataset.path() == folder and panel.form.format.currentText() == "folder"
     assert len(open_dataset(folder, "folder", "train")) == SYNTHETIC_TRAIN
     assert "press Start" in panel.log_view.toPlainText() and panel.synthetic_button.text().startswith("Make a synth")
+
+
+def test_run_on_all_images_marks_the_files_it_could_not_read(qtbot, disc_ckpt, scene_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(scene_folder, folder)
+    (folder / "scene_9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    window = make_window(qtbot, disc_ckpt)
+    c = window.controller
+    open_and_wait(qtbot, window, folder)
+    with qtbot.waitSignal(c.folder_run_finished, timeout=WAIT_MS) as blocker:
+        window.files.run_all.click()
+    assert blocker.args == [3, 1]
+    row = window.files.list.item(3)
+    assert row.text().startswith("✗") and "scene_9.png" in row.toolTip()
+    assert c.folder.state(folder / "scene_9.png") == "failed"
+    window.close()
