@@ -15,5 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(list(sys.argv[1:] if argv is None else argv))
 
 
+def launch() -> None:
+    """Run the app, then end the process at once (``deconv_gui.ui.app.exit_now``: quitting is instant)."""
+    from deconv_gui.ui.app import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    launch()

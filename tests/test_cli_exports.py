@@ -76,7 +76,7 @@ def test_segment_folder_instances_and_coco(square_ckpt: Path, scene_folder: Path
         anns = [a for a in coco["annotations"] if a["image_id"] == entry["id"]]
         assert 1 <= len(anns) == len(inst["instances"]) <= 3
         for ann, rec in zip(anns, inst["instances"], strict=True):
-            assert ann["proposal"] == rec["proposal"] and ann["category_id"] == rec["class_id"] == SQUARE
+            assert ann["proposal"] == rec["proposal"] and ann["category_id"] == rec["class_id"] + 1 == SQUARE + 1
             mask = _decode(ann["segmentation"])
             np.testing.assert_array_equal(mask, _box_mask(rec["box"], hw))  # the whole visible box
             with Image.open(out / rec["mask"]) as m:
@@ -101,7 +101,7 @@ def test_segment_single_image_coco_and_whole_image_components(square_ckpt: Path,
     (entry,) = coco["images"]
     assert entry["file_name"] == "scene_1.png"
     (ann,) = coco["annotations"]  # the label map is "square" everywhere: one component, the whole image
-    assert ann["category_id"] == SQUARE and ann["source"] == "component"
+    assert ann["category_id"] == SQUARE + 1 and ann["source"] == "component"
     assert _decode(ann["segmentation"]).all() and ann["bbox"] == [0, 0, entry["width"], entry["height"]]
 
 

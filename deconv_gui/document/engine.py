@@ -23,6 +23,7 @@ from deconv_gui.document.session import (
     ImageSession,
     ProposalSummary,
     ViewChoices,
+    carried_include,
     class_boundaries,
     summarise_proposals,
 )
@@ -79,6 +80,10 @@ def _palette256(palette: np.ndarray) -> np.ndarray:
     return pal
 
 
+def _name(path: Path | None) -> str:
+    return Path(path).name if path is not None else "(unnamed)"
+
+
 def load_runner(path: str | Path, device: str) -> ModelRunner:
     """A runner for the checkpoint at ``path`` on ``device`` (auto/cpu/cuda), small chunks on the CPU."""
     runner = ModelRunner.from_checkpoint(str(path), RunnerOptions(device=device))
@@ -95,6 +100,8 @@ class Engine:
         self.weights: Path | None = None
         self.partner: ModelRunner | None = None
         self.partner_weights: Path | None = None
+        self._partner_aside: tuple[ModelRunner, Path | None] | None = None
+        """A partner whose classes did not match the model loaded since; it comes back with a matching one."""
         self.device = "auto"
         self.num_proposals = 50
         self.edge_model_file: str | None = None
@@ -109,14 +116,27 @@ class Engine:
             return "no model"
         return f"{self.weights.name if self.weights else 'model'} on {self.runner.describe_device()}"
 
-    def set_runner(self, runner: ModelRunner, path: Path) -> None:
-        if self.partner is not None and self.partner.meta.class_names != runner.meta.class_names:
-            log.info("dropping the ensemble partner: its classes differ from the new model's")
+    def set_runner(self, runner: ModelRunner, path: Path) -> str | None:
+        """Use ``runner`` as the model. The ensemble partner stays (e.g. after "Use this checkpoint"); one whose
+        classes differ is set aside and comes back with a model of its classes. Returns what the user should be
+        told about the partner, or None."""
+        names = runner.meta.class_names
+        note = None
+        if self.partner is not None and self.partner.meta.class_names != names:
+            self._partner_aside = (self.partner, self.partner_weights)
+            note = (f"ensemble partner {_name(self.partner_weights)} set aside: its classes differ from "
+                    f"{Path(path).name}'s (it comes back with a model of its classes)")
             self.partner, self.partner_weights = None, None
+        elif self.partner is None and self._partner_aside is not None \
+                and self._partner_aside[0].meta.class_names == names:
+            self.partner, self.partner_weights = self._partner_aside
+            self._partner_aside = None
+            note = f"ensemble partner {_name(self.partner_weights)} back: {Path(path).name} has its classes"
         before = self.runner.meta.proposals if self.runner is not None else {}
         self.runner, self.weights = runner, Path(path)
         if runner.meta.proposals != before:
             self._proposer = None  # the new model carries other proposal settings
+        return note
 
     def set_partner(self, runner: ModelRunner | None, path: Path | None) -> None:
         if runner is not None and self.runner is not None and runner.meta.class_names != self.runner.meta.class_names:
@@ -125,6 +145,7 @@ class Engine:
                 f"({', '.join(self.runner.meta.class_names)})", path,
             )
         self.partner, self.partner_weights = runner, path
+        self._partner_aside = None
 
     def set_proposals(self, num_proposals: int, edge_model_file: str | None) -> None:
         if (num_proposals, edge_model_file) != (self.num_proposals, self.edge_model_file):
@@ -171,6 +192,7 @@ class Engine:
         segmenter = self.segmenter(choices)
         models = self._models()
         path, image = session.path, session.image
+        previous = session.user_include.copy()  # a re-run (or a reopened image) keeps the user's ticks
         device = self.crf_device()
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
@@ -179,7 +201,7 @@ class Engine:
             progress(0, 1, "summarising")
             summaries = summarise_proposals(raw)
             cancel.raise_if_cancelled()
-            include = np.ones(raw.num_proposals, bool)
+            include = carried_include(previous, raw.num_proposals)
             shown = _recombine(raw, image, choices, include, device, progress)
             out = render(path, shown)
             out.raw, out.summaries = raw, summaries

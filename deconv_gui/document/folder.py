@@ -11,7 +11,8 @@ from deconv_gui.io.images import IMAGE_SUFFIXES, scan_images
 
 @dataclass
 class FolderModel:
-    """An ordered list of image files with a state each and a current index (``-1`` when empty)."""
+    """An ordered list of image files with a state each and a current index (``-1`` when empty); ``errors``:
+    why each ``"failed"`` file could not be opened."""
 
     files: list[Path] = field(default_factory=list)
     states: dict[Path, ImageState] = field(default_factory=dict)
@@ -19,6 +20,7 @@ class FolderModel:
     folder: Path | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     """Entries of the opened folders left out, with the reason (see :class:`~deconv_gui.io.images.ImageListing`)."""
+    errors: dict[Path, str] = field(default_factory=dict)
 
     @classmethod
     def from_paths(cls, paths: list[Path]) -> FolderModel:
@@ -49,6 +51,28 @@ class FolderModel:
         shown = "; ".join(f"{p.name} ({reason})" for p, reason in self.skipped[:limit])
         more = f"; and {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
         return f"skipped {len(self.skipped)} folder entr{'y' if len(self.skipped) == 1 else 'ies'}: {shown}{more}"
+
+    def extend(self, other: FolderModel) -> list[Path]:
+        """Append ``other``'s files that are not listed yet (the current file stays); returns those added."""
+        added = [f for f in other.files if f not in self.states]
+        self.files.extend(added)
+        self.states.update({f: other.states[f] for f in added})
+        if self.current < 0 and self.files:
+            self.current = 0
+        return added
+
+    def mark_failed(self, path: Path, message: str) -> None:
+        """``path`` could not be opened, because of ``message``."""
+        if Path(path) in self.states:
+            self.states[Path(path)] = "failed"
+            self.errors[Path(path)] = message
+
+    def mark_opened(self, path: Path) -> bool:
+        """``path`` was read (again): a former failure is forgotten (True when there was one)."""
+        if self.errors.pop(Path(path), None) is None:
+            return False
+        self.states[Path(path)] = "not run"
+        return True
 
     def __len__(self) -> int:
         return len(self.files)

@@ -47,7 +47,12 @@ class Preferences:
     device: str = "auto"
     edge_model_file: str | None = None
     annotation_folder: str | None = None
-    """Autosave hand edits into this project folder; None: in a ``.deconv_gui`` folder next to each image."""
+    """Autosave hand edits into this project folder; None: the default one outside the data
+    (``deconv_gui.document.output_folders.default_edits_folder``)."""
+    export_formats: list[str] = field(default_factory=lambda: ["palette", "overlay"])
+    """The formats ticked in the export dialog last time."""
+    export_folder: str | None = None
+    """The export dialog's folder last time; None: the image folder's project folder outside the data."""
 
     def crf_params(self) -> CRFParams:
         try:
@@ -189,6 +194,7 @@ def _optional_path(value: Any) -> str | None:
 _CHECKS = {
     "recent_files": _string_list, "recent_weights": _string_list, "num_proposals": _count, "crf": _crf,
     "device": _device, "edge_model_file": _optional_path, "annotation_folder": _optional_path,
+    "export_formats": _string_list, "export_folder": _optional_path,
 }
 
 

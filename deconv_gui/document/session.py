@@ -6,7 +6,7 @@ choice never re-runs the network: :meth:`ImageSession.recombine` rebuilds the la
 per-instance maps with :func:`deconv_gui.inference.pipeline.recombine`.
 
 States of an image: ``"not run"`` → ``"segmented"`` → ``"exported"`` (an edit after export goes back to
-``"segmented"``).
+``"segmented"``); ``"failed"``: the file could not be read.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.postprocess.ensemble import EnsembleMode
 
-ImageState = Literal["not run", "segmented", "exported"]
-IMAGE_STATES: tuple[str, ...] = ("not run", "segmented", "exported")
+ImageState = Literal["not run", "segmented", "exported", "failed"]
+IMAGE_STATES: tuple[str, ...] = ("not run", "segmented", "exported", "failed")
 
 
 @dataclass(frozen=True)
@@ -161,12 +161,8 @@ class ImageSession:
 
     def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
         """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
-        old = self.user_include
-        inc = np.ones(result.num_proposals, bool)
-        if self.raw is not None and len(old) <= len(inc):
-            inc[: len(old)] = old
+        self.user_include = carried_include(self.user_include, result.num_proposals)
         self.raw = result
-        self.user_include = inc
         self.shown = result
         self.summaries = summaries if summaries is not None else summarise_proposals(result)
         if self.selected is not None and self.selected >= result.num_proposals:
@@ -222,6 +218,26 @@ class ImageSession:
         cls = int(self.shown.label[y, x])
         prob = float(self.shown.probabilities[cls, y, x])
         return (names[cls] if cls < len(names) else str(cls)), prob
+
+
+def carried_include(previous: np.ndarray | None, num_proposals: int) -> np.ndarray:
+    """``(num_proposals,)`` bool: the user's include choices carried over to a new run of the same image.
+
+    A re-run proposes the same Edge Boxes in the same order, so proposal ``i`` keeps its tick (also across a
+    model change, and from ticks restored from disk); ``previous`` None or empty (no earlier result) or longer
+    than the new run (it held drawn boxes) starts with all included.
+    """
+    include = np.ones(num_proposals, bool)
+    if previous is not None and len(previous) <= num_proposals:
+        include[: len(previous)] = previous
+    return include
+
+
+def proposals_used(result: SegmentationResult) -> str:
+    """"7 of 51 proposals used" (user ticks ∧ top-N), or "whole image" for a whole-image model."""
+    if result.mode != "instances":
+        return "whole image"
+    return f"{int(np.count_nonzero(result.include))} of {result.num_proposals} proposals used"
 
 
 def class_boundaries(label: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ Everything here takes numpy arrays and :class:`InstanceRecord` s, never a segmen
 Conventions: masks are ``(H, W) bool``; boxes ``x0, y0, x1, y1`` in pixels with ``x1``/``y1`` exclusive; COCO
 ``bbox`` is ``[x, y, width, height]`` and ``segmentation`` is an uncompressed-header RLE (``{"size": [H, W],
 "counts": str}``) as :func:`pycocotools.mask.encode` writes it. A COCO ``category_id`` is the model's class
-index, so it equals the pixel value of the palette and index PNGs; the background class is not a category.
-Every file is written atomically.
+index + 1 (many COCO tools reserve 0; each category also states its ``class_index``, the pixel value of the
+palette and index PNGs); the background class is not a category. Proposals are numbered from 1 as the app's
+table shows them: the instance JSON's ``id`` and ``proposal``, the mask file ``NNN.png`` and COCO's
+``proposal`` are ``InstanceRecord.index + 1``. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class InstanceRecord:
     ``mask``: ``(H, W) bool``; ``class_id``: index into the class names; ``score``: confidence in ``[0, 1]``
     (mean class probability over the mask; 1.0 for hand-painted regions); ``index``: proposal index (``source``
     "proposal"/"user_box") or component number (``source`` "component", or "edit" for a region painted by hand
-    that no instance covers), which also names the mask file; ``box``: the raw proposal
+    that no instance covers), 0-based; files and JSON show it as :func:`number` (from 1); ``box``: the raw proposal
     window (``x0, y0, x1, y1``, may reach past the image) or ``None`` for components; ``objectness``: the Edge
     Box score (1.0 for user boxes) or ``None``.
     """
@@ -62,6 +64,16 @@ class InstanceRecord:
 
 
 PROPOSAL_SOURCES = ("proposal", "user_box")
+
+
+def number(index: int) -> int:
+    """The 1-based number users see for the 0-based proposal/component ``index`` (table, JSON, mask file)."""
+    return int(index) + 1
+
+
+def coco_category_id(class_id: int) -> int:
+    """COCO ``category_id`` of class index ``class_id``: ≥ 1, as COCO tools expect."""
+    return int(class_id) + 1
 
 
 def is_background(class_id: int, class_names: Sequence[str]) -> bool:
@@ -141,7 +153,7 @@ def write_instances(
     """Write one mask PNG per record (``<stem>_instances/NNN.png``, 0/255) and ``<stem>_instances.json``.
 
     The JSON holds the image size, the class names, the box convention and per instance: ``id``, ``source``,
-    ``proposal`` (index or null), ``class_id``, ``class_name``, ``mean_probability``, ``objectness`` (null for
+    ``proposal`` (its number from 1 as in the app's table, or null), ``class_id``, ``class_name``, ``mean_probability``, ``objectness`` (null for
     components), ``box`` (clipped to the image) and ``box_raw`` (the proposal window; both null for
     components), ``mask_box`` (tight box of the mask), ``area``, ``mask`` (path relative to ``out_dir``),
     ``user_box``. Returns the paths written (masks, then the JSON).
@@ -166,13 +178,13 @@ def write_instances(
     entries = []
     try:
         for k, rec in enumerate(records):
-            name = f"{rec.index:03d}.png"
+            name = f"{number(rec.index):03d}.png"
             _staged_write(write_mask_png, staged / name, mask_dir / name, rec.mask)
             written.append(mask_dir / name)
             entries.append({
-                "id": k,
+                "id": number(k),
                 "source": rec.source,
-                "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
+                "proposal": number(rec.index) if rec.source in PROPOSAL_SOURCES else None,
                 "class_id": rec.class_id,
                 "class_name": _class_name(rec.class_id, class_names),
                 "mean_probability": rec.score,
@@ -306,22 +318,23 @@ def coco_annotations(records: Sequence[InstanceRecord], image_id: int, first_id:
         annotations.append({
             "id": first_id + k,
             "image_id": int(image_id),
-            "category_id": int(rec.class_id),
+            "category_id": coco_category_id(rec.class_id),
             "segmentation": rle,
             "area": int(np.count_nonzero(rec.mask)),
             "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
             "iscrowd": 0,
             "score": float(rec.score),
             "source": rec.source,
-            "proposal": rec.index if rec.source in PROPOSAL_SOURCES else None,
+            "proposal": number(rec.index) if rec.source in PROPOSAL_SOURCES else None,
         })
     return annotations
 
 
 def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """COCO ``categories``: every class but the background, ``id`` = class index."""
+    """COCO ``categories``: every class but the background, ``id`` = class index + 1, ``class_index`` = the class's
+    pixel value in the label PNGs."""
     return [
-        {"id": i, "name": name, "supercategory": "object"}
+        {"id": coco_category_id(i), "name": name, "supercategory": "object", "class_index": i}
         for i, name in enumerate(class_names)
         if not is_background(i, class_names)
     ]
@@ -335,7 +348,9 @@ def write_coco(
 ) -> Path:
     """Write a COCO instance-segmentation JSON (``info``, ``images``, ``categories``, ``annotations``)."""
     write_json(path, {
-        "info": {"description": "deconv_gui instance export", "version": "1.0"},
+        "info": {"description": "deconv_gui instance export; category_id = class index + 1 (the label PNGs' "
+                                "pixel value is each category's class_index); proposals numbered from 1",
+                 "version": "1.0"},
         "licenses": [],
         "images": list(images),
         "categories": coco_categories(class_names),

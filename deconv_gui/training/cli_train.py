@@ -102,9 +102,14 @@ def cmd_train(args: argparse.Namespace, instance_labeler: Any = None) -> int:
     ``instance_labeler`` (an ``evaluation.InstanceLabelerFactory``) enables ``val_mode = instances``; the
     ``deconv-gui`` CLI passes one built on ``inference.pipeline.Segmenter``.
     """
+    import logging
+
     from deconv_gui.training.config import config_yaml
     from deconv_gui.training.engine import run_training
 
+    # The run's progress lines ("loading the dataset…", "iteration 1000: val mIoU …") go to the console (the
+    # app's training panel shows them); the CLI's other loggers stay at warnings.
+    logging.getLogger("deconv_gui.training").setLevel(logging.INFO)
     cfg, resume = resolve_train_config(args)
     if args.print_config:
         cfg.check()

@@ -144,7 +144,10 @@ class _Trainer:
     def _setup(self, cfg: TrainConfig, resume_state: dict | None) -> None:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        # Datasets first: a wrong --data fails before anything is written.
+        # Datasets first: a wrong --data fails before anything is written. Each slow step says what it does
+        # (the app's training panel shows the last line until the first iteration is recorded).
+        log.info("loading the dataset %s (%s split%s)…", cfg.data, cfg.train_split,
+                 ", reading every image into memory" if cfg.cache_images else "")
         self.train_ds = open_dataset(cfg.data, cfg.format, cfg.train_split, cache_images=cfg.cache_images)
         self.val_ds = open_dataset(cfg.data, cfg.format, cfg.val_split) if cfg.val_split else None
         self.class_names = self.train_ds.class_names
@@ -159,10 +162,14 @@ class _Trainer:
         dist_utils.barrier(self.dist)
         self.autocast = autocast_factory(cfg.precision, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
+        log.info("preparing the %s training samples%s…", cfg.stage,
+                 " (Edge Box proposals of every image: slow the first time, cached after)" if cfg.stage == "stage2"
+                 else "")
         self.samples = train_samples(cfg, self.train_ds)
         if len(self.samples) == 0:
             raise DeconvGuiError(f"the {cfg.stage} stage found no training samples in {cfg.train_split}", cfg.data)
 
+        log.info("building the %s ×%g model…", cfg.arch, cfg.width)
         model = make_model(cfg, len(self.class_names))
         if cfg.init and resume_state is None:
             weights = init_weights(cfg.init, architecture=cfg.arch, width=cfg.width, class_names=self.class_names)
@@ -180,6 +187,8 @@ class _Trainer:
         self.net = dist_utils.wrap_model(model, self.dist, self.device, cfg.sync_bn)
         if cfg.sync_bn and self.dist.enabled:
             self.model = self.net.module  # SyncBN conversion made new modules
+        if cfg.class_weighting == "linknet":
+            log.info("counting class pixels over %d labels for the class weights…", len(self.train_ds))
         weights = class_weights(cfg, self.train_ds)
         self.criterion = SegmentationLoss(None if weights is None else weights.numpy(), cfg.aux_weight).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg)
@@ -324,7 +333,9 @@ class _Trainer:
             iteration = step + 1
             window_loss, window_acc, window_n = window_loss + loss, window_acc + acc, window_n + 1
             bar.update(1)
-            if iteration % cfg.log_every == 0 or iteration == end:
+            # The first iteration is recorded too: the app shows iterations and an ETA at once instead of
+            # "starting…" until log_every iterations (a minute and more on a CPU) have passed.
+            if iteration % cfg.log_every == 0 or iteration == end or iteration == self.start + 1:
                 now = time.perf_counter()
                 ips = window_n * cfg.samples_per_step * self.dist.world_size / max(now - t_window, 1e-9)
                 per_it = (now - t_start) / (iteration - self.start)

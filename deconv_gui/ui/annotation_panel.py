@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from deconv_gui.document.annotation import MIN_RADIUS, TOOLS
+from deconv_gui.document.output_folders import default_edits_folder, project_folder
 from deconv_gui.io.voc_export import SPLIT_DIR
 from deconv_gui.ui.export_dialog import confirm_overwrite
 
@@ -120,7 +121,7 @@ class AnnotationPanel(QWidget):
         layout.addStretch(1)
         self.set_radius(8)
         self.set_history(False, False)
-        self.set_autosave_folder(None)
+        self.set_autosave_folder(default_edits_folder())
 
     def set_tool(self, tool: str) -> None:
         self.buttons[tool].setChecked(True)
@@ -141,8 +142,11 @@ class AnnotationPanel(QWidget):
         self.undo.setEnabled(can_undo)
         self.redo.setEnabled(can_redo)
 
-    def set_autosave_folder(self, folder: str | None) -> None:
-        self.autosave.setText(f"Autosave: {Path(folder).name}/" if folder else "Autosave: next to the images")
+    def set_autosave_folder(self, folder: str | Path) -> None:
+        """Say where the edits go: the folder's last two parts (the full path is the tooltip; a long path must
+        not widen the dock)."""
+        self.autosave.setText(f"Autosave: …/{'/'.join(Path(folder).parts[-2:])}/")
+        self.autosave.setToolTip(f"your edits are autosaved in {folder}; click to choose another folder")
 
 
 def build_annotation_menu(window: MainWindow) -> dict[str, QAction]:
@@ -182,6 +186,8 @@ def wire_annotation(window: MainWindow) -> None:
         acts[f"tool_{tool}"].triggered.connect(lambda _=False, t=tool: ann.set_tool(t))
     panel.tool_picked.connect(ann.set_tool)
     ann.tool_changed.connect(panel.set_tool)
+    ann.tool_changed.connect(window.mode_label.set_tool)
+    window.canvas.draw_mode_changed.connect(window.mode_label.set_box_mode)
     ann.tool_changed.connect(lambda t: [acts[f"tool_{x}"].setChecked(x == t) for x in TOOLS])
     panel.radius_picked.connect(ann.set_radius)
     ann.radius_changed.connect(panel.set_radius)
@@ -208,7 +214,7 @@ def wire_annotation(window: MainWindow) -> None:
     ann.status.connect(lambda text: window.statusBar().showMessage(text, 8000))
     window.controller.result_shown.connect(lambda _s: ann.refresh_class())
     panel.set_radius(ann.state.radius)
-    panel.set_autosave_folder(window.controller.prefs.annotation_folder)
+    panel.set_autosave_folder(window.controller.prefs.annotation_folder or default_edits_folder())
     ann.refresh_class()
     ann.attach()
 
@@ -216,7 +222,7 @@ def wire_annotation(window: MainWindow) -> None:
 def ask_dataset_export(window: MainWindow) -> int | None:
     """Ask for an (empty) folder and export the edited images there as a VOC tree."""
     c = window.controller
-    start = str(c.session.path.parent / "deconv_gui_dataset") if c.session is not None else ""
+    start = str(project_folder(c.session.path if c.session is not None else None) / "dataset")
     folder = QFileDialog.getExistingDirectory(window, "Dataset export: choose an empty folder", start)
     if not folder:
         return None
@@ -228,9 +234,9 @@ def ask_dataset_export(window: MainWindow) -> int | None:
 
 
 def ask_autosave_folder(window: MainWindow) -> None:
-    """Pick a project folder for the autosaves (Cancel: back to ``.deconv_gui`` next to each image)."""
-    folder = QFileDialog.getExistingDirectory(
-        window, "Autosave edits into a project folder (Cancel: next to each image)",
-        window.controller.prefs.annotation_folder or "")
-    window.annotator.set_autosave_folder(Path(folder) if folder else None)
-    window.annotate.set_autosave_folder(folder or None)
+    """Pick a project folder for the autosaves (Cancel keeps the current one)."""
+    current = window.controller.prefs.annotation_folder or str(default_edits_folder())
+    folder = QFileDialog.getExistingDirectory(window, "Autosave edits into a project folder", current)
+    if folder:
+        window.annotator.set_autosave_folder(Path(folder))
+        window.annotate.set_autosave_folder(folder)

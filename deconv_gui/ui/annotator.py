@@ -68,6 +68,7 @@ class Annotator(QObject):
         """Follow the controller (connect after the window's own slots: its ``set_image`` clears the overlays)."""
         c = self.controller
         c.image_opened.connect(self._on_image)
+        c.image_failed.connect(lambda *_: self._detach())
         c.result_shown.connect(self._on_result)
         c.folder_changed.connect(lambda folder: self.refresh_edited(folder.files))
         self.canvas.box_drawn.connect(self._on_box_drawn)
@@ -114,11 +115,11 @@ class Annotator(QObject):
             raise ValueError(f"unknown tool {tool!r}; known: {', '.join(TOOLS)}")
         self._finish_stroke()
         self._set_polygon([])
-        previous, self.state.tool = self.state.tool, tool
+        self.state.tool = tool
         self.canvas.set_paint_mode(tool in PAINT_TOOLS)
         if tool == "box_mask":
             self.canvas.set_draw_mode(True)
-        elif previous == "box_mask" and self.canvas.draw_mode:
+        elif self.canvas.draw_mode:  # any other tool leaves box mode (B's too), or the tool would do nothing
             self.canvas.set_draw_mode(False)
         self._show_cursor()
         self.tool_changed.emit(tool)
@@ -322,6 +323,15 @@ class Annotator(QObject):
         self.controller.mark_changed(s)
         if not self._timer.isActive():  # not restarted by later strokes: a save at most 300 ms after a change
             self._timer.start()
+
+    def _detach(self) -> None:
+        """No image is current (its file could not be opened): save the previous one's edits, paint nowhere."""
+        self._finish_stroke()
+        self.save_now()
+        self._pending_boxes.clear()
+        self._set_polygon([])
+        self._session = None
+        self.overlay.show(None)
 
     def _on_image(self, session: ImageSession) -> None:
         if self._session is not None and self._session is not session:

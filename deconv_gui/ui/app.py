@@ -1,6 +1,7 @@
 """Start the desktop app: ``run_app(["IMAGE_OR_FOLDER", "--weights", "CKPT", "--partner", "CKPT"])``.
 
-With no path it opens the bundled demo scene with the bundled demo model. Without a display on Linux it prints
+With no path it opens the bundled demo scene with the bundled demo model; an image opened without ``--weights``
+gets the best bundled pair (CamVid EDeconvNet: DeconvNet + its FCN-8s partner). Without a display on Linux it prints
 one line saying how to run it and returns 2. ``DECONV_GUI_SCREENSHOT=out.png`` saves the window once the first
 result is shown (with the best proposal that has a mask selected, so every layer shows), then quits — the
 README screenshot::
@@ -17,6 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def run_app(argv: list[str]) -> int:
         return 2
     from PySide6.QtWidgets import QApplication
 
-    from deconv_gui.cli import DEMO_WEIGHTS, ensure_demo_scene
+    from deconv_gui.cli import ensure_demo_scene
+    from deconv_gui.document.models import default_preset
     from deconv_gui.document.preferences import read_preferences
     from deconv_gui.ui.main_window import MainWindow
 
@@ -85,9 +88,13 @@ def run_app(argv: list[str]) -> int:
     install_excepthook(window)
     c = window.controller
     weights = Path(args.weights) if args.weights else None
-    if weights is None and args.path is None and DEMO_WEIGHTS.exists():
-        weights = DEMO_WEIGHTS
+    preset = default_preset(demo=args.path is None) if weights is None else None
     if weights is not None:
+        c.load_weights(weights)
+    elif preset is not None and not args.partner:
+        c.load_preset(preset)  # the best bundled pair (the demo model for the demo scene)
+    elif preset is not None:
+        weights = preset.paths()[0]
         c.load_weights(weights)
     else:
         window.statusBar().showMessage("no bundled model: File → Load weights… (Ctrl+L)")
@@ -99,10 +106,27 @@ def run_app(argv: list[str]) -> int:
     c.open_paths([Path(args.path)] if args.path else [ensure_demo_scene()])
     shot = os.environ.get("DECONV_GUI_SCREENSHOT")
     if shot:
-        _screenshot_when_ready(window, Path(shot), has_model=weights is not None)
+        _screenshot_when_ready(window, Path(shot), has_model=weights is not None or preset is not None)
     window.show()
     code = app.exec()
     return int(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process right away once the event loop has returned (the window saved everything in its
+    ``closeEvent``: preferences, geometry, autosaves; the worker threads are stopped).
+
+    Python's own teardown after that — freeing thousands of torch/Qt/OpenCV module objects and joining torch's
+    thread pools — kept the process alive 1.5–4 s after the window had gone on the loaded 2-core machine, so a
+    user who quit and reopened found the old process still there. ``os._exit`` skips it.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe must not turn quitting into a traceback
+            pass
+    os._exit(int(code))
 
 
 def _leave_a_core_for_the_gui() -> None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGraphicsRectItem,
     QGraphicsScene,
+    QGraphicsSimpleTextItem,
     QGraphicsView,
     QWidget,
 )
@@ -76,6 +77,11 @@ class ImageCanvas(QGraphicsView):
         self._rubber.setZValue(100)
         self._rubber.hide()
         self.scene().addItem(self._rubber)
+        self._failure = QGraphicsSimpleTextItem()
+        self._failure.setBrush(QBrush(QColor(255, 120, 110)))
+        self._failure.setFlag(QGraphicsSimpleTextItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self._failure.hide()
+        self.scene().addItem(self._failure)
         self._image_hw = (0, 0)
         self._draw_mode = False
         self._paint_mode = False
@@ -90,6 +96,7 @@ class ImageCanvas(QGraphicsView):
         """Show an image (``(H, W, 3) uint8`` RGB, or a QImage prepared on a worker) fitted to the window;
         clears the overlays."""
         qimage = image if isinstance(image, QImage) else to_qimage(image)
+        self._failure.hide()
         self.image_item.set_image(qimage)
         self._image_hw = (qimage.height(), qimage.width())
         h, w = self._image_hw
@@ -97,6 +104,23 @@ class ImageCanvas(QGraphicsView):
         self.overlays.clear()
         self._auto_fit = True
         self.fit()
+
+    def show_failure(self, message: str) -> None:
+        """No image: ``message`` (which file could not be opened, and why) in its place until the next image."""
+        self.image_item.clear()
+        self.overlays.clear()
+        self._image_hw = (0, 0)
+        self._failure.setText(message)
+        self._failure.show()
+        self.resetTransform()
+        self.scene().setSceneRect(QRectF(-20, -20, self._failure.boundingRect().width() + 40,
+                                         self._failure.boundingRect().height() + 40))
+        self.centerOn(self._failure)
+
+    @property
+    def failure_text(self) -> str:
+        """The failure message on show ("" while an image is shown)."""
+        return self._failure.text() if self._failure.isVisible() else ""
 
     @property
     def image_hw(self) -> tuple[int, int]:

@@ -16,13 +16,17 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
-from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.errors import DeconvGuiError, ImageReadError
 from deconv_gui.document.autosave import EditsStore
 from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.engine import Engine, Rendered
+from deconv_gui.document.eta import Eta
 from deconv_gui.document.folder import FolderModel
+from deconv_gui.document.models import ModelPreset, describe_loaded
+from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences, save_preferences
-from deconv_gui.document.session import ImageSession, ImageState, ViewChoices
+from deconv_gui.document.proposal_choices import ProposalChoices, choices_of, load_choices, save_choices
+from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
 from deconv_gui.ui.qimage import prepare_layers, to_qimage
 from deconv_gui.ui.workers import Job, TaskRunner
@@ -39,16 +43,20 @@ class Controller(QObject):
     """Document + worker. Signals carry sessions/results; all are emitted on the GUI thread."""
 
     image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
+    image_failed = Signal(object, str)  # Path, why it could not be opened (no image is current any more)
+    file_failed = Signal(object, str)  # Path, why: a file of the list that could not be read (a folder run)
     result_shown = Signal(object)  # ImageSession whose ``shown`` changed
     selection_changed = Signal(object)  # int | None
     folder_changed = Signal(object)  # FolderModel
     state_changed = Signal(object, str)  # Path, state
     model_changed = Signal(str)  # description of the model and device in use
     partner_changed = Signal(bool)
+    models_described = Signal(str)  # what is loaded and what it was trained on (the status bar's model line)
     choices_changed = Signal(object)  # ViewChoices
     error = Signal(str)  # a user-facing message
     unexpected = Signal(str, str)  # message, traceback
     status = Signal(str)
+    result_summary = Signal(str)  # "scene.png: 7 of 51 proposals used (network 2100 ms, …)" — stays on screen
     progress = Signal(int, int, str)  # done, total, stage
     busy_changed = Signal(bool)
     run_cancelled = Signal()
@@ -65,43 +73,55 @@ class Controller(QObject):
         self.engine.set_proposals(self.prefs.num_proposals, self.prefs.edge_model_file)
         self.choices = ViewChoices(crf_params=self.prefs.crf_params())
         self.folder = FolderModel()
-        self.edits = EditsStore(Path(self.prefs.annotation_folder) if self.prefs.annotation_folder else None)
+        self.edits = EditsStore(Path(self.prefs.annotation_folder or default_edits_folder()))
         self.session: ImageSession | None = None
+        self.failed_path: Path | None = None
+        """The file whose opening failed last, while it is the one on screen (nothing to export then)."""
         self._sessions: OrderedDict[Path, ImageSession] = OrderedDict()
         self._latest: dict[str, int] = {}
         self._paths: dict[int, Path | None] = {}
         self._pending_boxes: list[np.ndarray] = []
         self._export_paths: list[Path] = []
+        self._restoring: dict[Path, ProposalChoices] = {}
+        """Images reopened with saved drawn boxes / exclusions still to re-apply once they are segmented."""
         self.tasks = TaskRunner(self)
         self.tasks.finished.connect(self._on_finished)
         self.tasks.failed.connect(self._on_failed)
         self.tasks.cancelled.connect(self._on_cancelled)
-        self.tasks.progress.connect(lambda _id, _lane, d, t, s: self.progress.emit(d, t, s))
+        self.tasks.progress.connect(self._on_progress)
+        self._eta = Eta()
         self.tasks.busy_changed.connect(self.busy_changed)
         self._folder_item.connect(self._on_folder_item)
 
     # --- opening ---------------------------------------------------------------------------------------------
 
     def open_paths(self, paths: list[Path]) -> None:
-        """Open files and/or folders: they become the file list; the first image is shown."""
+        """Open files and/or folders; the first image is shown. A folder becomes the file list; files are
+        added to the list already open (which is never replaced by a few files)."""
         try:
-            folder = FolderModel.from_paths([Path(p) for p in paths])
+            opened = FolderModel.from_paths([Path(p) for p in paths])
         except DeconvGuiError as exc:  # an unlistable folder
             self.error.emit(str(exc))
             return
-        skipped = folder.skipped_message()
-        if not len(folder):
+        skipped = opened.skipped_message()
+        if not len(opened):
             self.error.emit(f"no images found in {', '.join(str(p) for p in paths)}" + (f" ({skipped})" if skipped else ""))
             return
-        self.folder = folder
-        self.folder_changed.emit(folder)
+        if self.folder.files and not any(Path(p).is_dir() for p in paths):
+            added = self.folder.extend(opened)
+            if added:
+                self.status.emit(f"added {len(added)} image{'s' if len(added) > 1 else ''} to the list "
+                                 f"({len(self.folder)} in all)")
+        else:
+            self.folder = opened
+        self.folder_changed.emit(self.folder)
         for p in paths:
             self.prefs.add_recent_file(p)
         if skipped:
-            for p, reason in folder.skipped:
+            for p, reason in opened.skipped:
                 log.warning("%s: skipped (%s)", p, reason)
             self.status.emit(skipped)
-        self.open_image(folder.files[0])
+        self.open_image(opened.files[0])
 
     def open_image(self, path: Path) -> None:
         """Show ``path``: from the cache when it was opened before, else read it on the worker."""
@@ -130,7 +150,7 @@ class Controller(QObject):
             self.open_image(path)
 
     def _activate(self, session: ImageSession) -> None:
-        self.session = session
+        self.session, self.failed_path = session, None
         self.image_opened.emit(session)
         if session.shown is not None:
             self.result_shown.emit(session)
@@ -156,12 +176,27 @@ class Controller(QObject):
         """Convert a ``.caffemodel`` to the checkpoint ``out`` on the worker, then use it as the model."""
         self._submit("model", self.engine.import_caffe_job(Path(source), Path(out), self.engine.device), Path(out))
 
+    def load_preset(self, preset: ModelPreset) -> None:
+        """Load a bundled model and its ensemble partner (a preset without one drops the current partner)."""
+        weights, partner = preset.paths()
+        self.load_weights(weights)
+        self.load_partner(partner)
+
+    def loaded_summary(self) -> str:
+        """E.g. "CamVid EDeconvNet (DeconvNet + FCN-8s partner) — trained on CamVid road scenes"."""
+        e = self.engine
+        return describe_loaded(e.weights, e.runner.meta if e.runner is not None else None, e.partner_weights,
+                               e.partner.meta if e.partner is not None else None)
+
     def load_partner(self, path: Path | None) -> None:
         if path is None:
+            had = self.engine.partner is not None
             self.engine.set_partner(None, None)
             for session in self._sessions.values():
                 session.with_partner_scores(None)
             self.partner_changed.emit(False)
+            if had:
+                self.models_described.emit(self.loaded_summary())
             self._recombine()
             return
         self._submit("partner_model", self.engine.load_job(Path(path), self.engine.device), Path(path))
@@ -237,6 +272,7 @@ class Controller(QObject):
             return
         self.session.set_included(index, included)
         self._set_state(self.session.path, self.session.state)
+        self._save_choices(self.session)
         self._recombine()
 
     def select(self, index: int | None) -> None:
@@ -266,11 +302,21 @@ class Controller(QObject):
             return None
         files = [f for f in self.folder.files if not only_not_run or self.folder.state(f) == "not run"]
         job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=_add_layers_and_display)
+        self._eta.restart()
         return self._submit("folder", job, None)
+
+    def _on_progress(self, _request_id: int, lane: str, done: int, total: int, stage: str) -> None:
+        if lane == "folder" and done < total:  # Run on all images: how long is left
+            stage = f"{stage} — {self._eta.text(done, total)}"
+        self.progress.emit(done, total, stage)
 
     def _on_folder_item(self, item: object) -> None:
         if isinstance(item, DeconvGuiError):
             self.status.emit(str(item))
+            if isinstance(item, ImageReadError) and item.path is not None and Path(item.path) in self.folder.states:
+                self.folder.mark_failed(Path(item.path), str(item))
+                self._set_state(Path(item.path), "failed")
+                self.file_failed.emit(Path(item.path), str(item))
             return
         assert isinstance(item, Rendered) and item.image is not None
         current = self.session is not None and self.session.path == item.path
@@ -295,6 +341,9 @@ class Controller(QObject):
     def export_current(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
         """Write the shown result of the current image in ``formats`` (on the worker)."""
         s = self.session
+        if s is None and self.failed_path is not None:
+            self.error.emit(f"{self.failed_path.name} could not be opened: there is nothing to export for it")
+            return None
         if s is None or s.shown is None:
             self.error.emit("nothing to export yet: open an image and let it segment")
             return None
@@ -339,8 +388,9 @@ class Controller(QObject):
         return self.edits.load(path, image, set_aside=False)
 
     def set_edits_folder(self, folder: Path | None) -> None:
-        """Autosave edits into a project ``folder`` (None: next to each image); remembered in the preferences."""
-        self.edits = EditsStore(Path(folder) if folder else None)
+        """Autosave edits into a project ``folder`` (None: the default one outside the data, never next to the
+        images); remembered in the preferences."""
+        self.edits = EditsStore(Path(folder) if folder else default_edits_folder())
         self.prefs.annotation_folder = str(folder) if folder else None
 
     def mark_changed(self, session: ImageSession) -> None:
@@ -392,7 +442,10 @@ class Controller(QObject):
         if lane == "open":
             assert path is not None
             image, display = value  # type: ignore[misc]
+            if self.folder.mark_opened(path):
+                self.state_changed.emit(path, "not run")
             session = ImageSession(path, image, display=display)
+            self._restore_choices(session)
             self._activate(session)
             self._remember(session)
             if self.engine.ready:
@@ -420,15 +473,57 @@ class Controller(QObject):
             self._adopt(s, value)
             self.result_shown.emit(s)
             timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in value.shown.timings.items())
-            self.status.emit(f"{s.path.name}: {value.shown.num_proposals} proposals ({timings})")
+            self.result_summary.emit(f"{s.path.name}: {proposals_used(value.shown)} ({timings})")
             if lane == "add_box":
                 self._next_box()
+            if lane in ("segment", "add_box"):
+                self._continue_restore(s, lane)
+
+    # --- drawn boxes and exclusions, kept beside the autosaved edits ---------------------------------------------
+
+    def _restore_choices(self, session: ImageSession) -> None:
+        """A reopened image: its saved ticks apply to the first run; its drawn boxes are added after it."""
+        saved = load_choices(self.edits, session.path, session.image)
+        if saved is not None:
+            session.user_include = saved.edge_include()
+            self._restoring[session.path] = saved
+
+    def _continue_restore(self, session: ImageSession, lane: str) -> None:
+        """After a run or a drawn box landed: re-add the saved boxes, then untick the saved ones; else save."""
+        saved = self._restoring.get(session.path)
+        if saved is None:
+            if lane == "add_box":
+                self._save_choices(session)
+            return
+        if session.raw is None:
+            return
+        drawn = int(session.raw.from_user.sum())
+        if session.raw.mode == "instances" and lane == "segment" and saved.boxes and not drawn:
+            self._pending_boxes.extend(np.asarray(b, np.float64) for b in saved.boxes)
+            self._next_box()
+            return
+        if session.raw.mode == "instances" and drawn < len(saved.boxes):
+            return  # more boxes on their way
+        del self._restoring[session.path]
+        for index in saved.excluded_boxes():
+            if index < len(session.user_include):
+                session.set_included(index, False)
+        self.status.emit(f"{session.path.name}: restored your {len(saved.boxes)} drawn box(es) and "
+                         f"{len(saved.excluded)} unticked proposal(s)")
+        if saved.excluded_boxes():
+            self._recombine()
+
+    def _save_choices(self, session: ImageSession) -> None:
+        if session.raw is not None and session.path not in self._restoring:
+            save_choices(self.edits, session.path, session.image,
+                         choices_of(session.raw.from_user, session.raw.boxes, session.user_include))
 
     def _on_model_loaded(self, lane: str, runner: object, path: Path | None) -> None:
         assert path is not None
+        note = None
         try:
             if lane == "model":
-                self.engine.set_runner(runner, path)  # type: ignore[arg-type]
+                note = self.engine.set_runner(runner, path)  # type: ignore[arg-type]
                 self.prefs.add_recent_weights(path)
             else:
                 self.engine.set_partner(runner, path)  # type: ignore[arg-type]
@@ -437,6 +532,9 @@ class Controller(QObject):
             return
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
+        self.models_described.emit(self.loaded_summary())
+        if note:  # the partner was set aside (other classes) or came back: said, never silent
+            self.status.emit(note)
         meta = getattr(runner, "meta", None)
         recognised = meta.train_config.get("recognised") if meta is not None else None
         if recognised:  # an imported Caffe / torchvision model: say what it was recognised as
@@ -457,13 +555,26 @@ class Controller(QObject):
                 self._recombine()
 
     def _on_failed(self, request_id: int, lane: str, message: str, tb: str) -> None:
-        self._paths.pop(request_id, None)
+        path = self._paths.pop(request_id, None)
         if self._stale(request_id, lane):
             return
+        if lane == "open" and path is not None:
+            self._open_failed(path, message)
         if tb:
             self.unexpected.emit(message, tb)
         else:
             self.error.emit(message)
+
+    def _open_failed(self, path: Path, message: str) -> None:
+        """``path`` could not be read: it is marked failed and nothing stays current (the previous image's
+        work is kept in the cache), so nothing of another image is shown, edited or exported as this one."""
+        self.folder.mark_failed(path, message)
+        self._set_state(path, "failed")
+        self._sessions.pop(path, None)
+        self.session, self.failed_path = None, path
+        self.tasks.cancel("recombine")
+        self._pending_boxes.clear()
+        self.image_failed.emit(path, message)
 
     def _on_cancelled(self, request_id: int, lane: str) -> None:
         self._paths.pop(request_id, None)

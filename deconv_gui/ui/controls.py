@@ -46,6 +46,8 @@ class ControlsPanel(QWidget):
         self.ensemble.addItems(ENSEMBLE_MODES)
         self.ensemble.setToolTip("combine with the FCN partner (Model → Load ensemble partner…)")
         self.ensemble.currentTextChanged.connect(self.ensemble_changed)
+        self._ensemble_choice = "mean"  # the user's rule, shown again once a partner is loaded
+        self._has_partner = False
         self.crf = QCheckBox("dense CRF")
         self.crf.toggled.connect(self.crf_changed)
         crf_settings = QPushButton("Settings…")
@@ -77,7 +79,9 @@ class ControlsPanel(QWidget):
         form.addRow(self.run)
 
     def set_choices(self, choices: ViewChoices) -> None:
-        for widget, value in ((self.ensemble, choices.ensemble), (self.aggregation, choices.aggregation)):
+        self._ensemble_choice = choices.ensemble
+        shown_rule = choices.ensemble if self._has_partner else "off"
+        for widget, value in ((self.ensemble, shown_rule), (self.aggregation, choices.aggregation)):
             widget.blockSignals(True)
             widget.setCurrentText(value)
             widget.blockSignals(False)
@@ -86,8 +90,16 @@ class ControlsPanel(QWidget):
         self.crf.blockSignals(False)
 
     def set_partner_available(self, available: bool) -> None:
+        """Without a partner the box reads "off" (nothing is ensembled) and is disabled, saying why."""
+        self._has_partner = bool(available)
         self.ensemble.setEnabled(available)
-        self.ensemble.setToolTip("" if available else "load an ensemble partner (Model menu) to enable")
+        self.ensemble.blockSignals(True)
+        self.ensemble.setCurrentText(self._ensemble_choice if available else "off")
+        self.ensemble.blockSignals(False)
+        self.ensemble.setToolTip(
+            "combine with the ensemble partner's scores" if available else
+            "off: no ensemble partner — choose Model → Bundled models → CamVid EDeconvNet, or load one with "
+            "Model → Load ensemble partner…")
 
     def set_num_proposals(self, n: int) -> None:
         self.proposals.setValue(n)

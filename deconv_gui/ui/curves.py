@@ -72,7 +72,7 @@ class TrainingCurves(QWidget):
         plot = pg.PlotWidget(background=background)
         plot.setLabel("bottom", "iteration", color=foreground)
         plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setMinimumSize(160, 120)
+        plot.setMinimumSize(120, 110)  # two side by side fit a training dock under the canvas
         for axis in ("left", "bottom"):
             plot.getAxis(axis).setTextPen(foreground)
         return plot

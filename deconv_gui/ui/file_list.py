@@ -10,9 +10,11 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from deconv_gui.document.folder import FolderModel
+from deconv_gui.ui.elided_label import ElidedLabel
 
-STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230)}
-STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓"}
+STATE_COLOURS = {"not run": QColor(150, 150, 150), "segmented": QColor(60, 170, 90), "exported": QColor(70, 130, 230),
+                 "failed": QColor(220, 60, 50)}
+STATE_MARKS = {"not run": "○", "segmented": "●", "exported": "✓", "failed": "✗"}
 EDITED_MARK = "✎ edited"
 
 
@@ -36,19 +38,24 @@ class FileList(QWidget):
         self.run_all.clicked.connect(self.run_all_requested)
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
+        self.progress.setFormat("%p%")
         self.progress.hide()
+        self.progress_text = ElidedLabel()  # "image 5/233: 0001TP_… — about 3 min left", elided, never wrapped
+        self.progress_text.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list, 1)
         layout.addWidget(self.run_all)
+        layout.addWidget(self.progress_text)
         layout.addWidget(self.progress)
         self._rows: dict[Path, QListWidgetItem] = {}
         self._states: dict[Path, str] = {}
         self._edited: set[Path] = set()
+        self._errors: dict[Path, str] = {}
 
     def set_folder(self, folder: FolderModel) -> None:
         self.list.clear()
-        self._rows, self._states = {}, {}
+        self._rows, self._states, self._errors = {}, {}, dict(folder.errors)
         for path in folder.files:
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole, str(path))
@@ -64,7 +71,13 @@ class FileList(QWidget):
             edited = Path(path) in self._edited
             item.setText(f"{STATE_MARKS.get(state, '?')}  {Path(path).name}" + (f"  {EDITED_MARK}" if edited else ""))
             item.setForeground(STATE_COLOURS.get(state, QColor(0, 0, 0)))
-            item.setToolTip(f"{path}\n{state}" + (", with hand edits (autosaved)" if edited else ""))
+            detail = f": {self._errors.get(Path(path), '')}" if state == "failed" else ""
+            item.setToolTip(f"{path}\n{state}{detail}" + (", with hand edits (autosaved)" if edited else ""))
+
+    def set_failed(self, path: Path, message: str) -> None:
+        """Mark an image that could not be opened (the reason is its tooltip)."""
+        self._errors[Path(path)] = message
+        self.set_state(path, "failed")
 
     def set_edited(self, path: Path, edited: bool) -> None:
         """Mark an image that has (autosaved) hand edits."""
@@ -82,8 +95,13 @@ class FileList(QWidget):
     def set_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{text}  (%p%)")
+        self.progress_text.setText(text)
         self.progress.setVisible(done < total)
+        self.progress_text.setVisible(done < total)
+
+    def hide_progress(self) -> None:
+        self.progress.hide()
+        self.progress_text.hide()
 
     def _activated(self, item: QListWidgetItem) -> None:
         self.open_requested.emit(Path(item.data(Qt.ItemDataRole.UserRole)))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -23,7 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from deconv_gui.document.layers import pick_box
-from deconv_gui.document.models import bundled_models
+from deconv_gui.document.models import available_presets, bundled_models
+from deconv_gui.document.output_folders import export_folder
 from deconv_gui.document.preferences import Preferences
 from deconv_gui.document.session import ImageSession
 from deconv_gui.ui.annotation_panel import AnnotationPanel, build_annotation_menu, wire_annotation
@@ -31,12 +33,15 @@ from deconv_gui.ui.annotator import Annotator
 from deconv_gui.ui.canvas import ImageCanvas
 from deconv_gui.ui.controller import Controller
 from deconv_gui.ui.controls import ControlsPanel
+from deconv_gui.ui.elided_label import ElidedLabel
 from deconv_gui.ui.export_dialog import ExportDialog, confirm_overwrite
 from deconv_gui.ui.file_list import FileList, paths_from_mime
 from deconv_gui.ui.layers_panel import LayersPanel
 from deconv_gui.ui.legend import Legend
 from deconv_gui.ui.menus import build_menus
+from deconv_gui.ui.mode_indicator import ModeIndicator
 from deconv_gui.ui.proposals_panel import ProposalsPanel
+from deconv_gui.ui.screen_fit import exceeds_screen, fit_to_screen
 from deconv_gui.ui.settings_dialog import SettingsDialog
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ try:  # written beside this window (helper U2); the app works without it
 except ImportError:  # pragma: no cover - only while the training panel does not exist
     TrainingPanel = None  # type: ignore[assignment,misc]
 
+DOCK_SEPARATOR_PX = 8
+MIN_PROPOSAL_ROWS = 4
+"""The proposals table always shows at least this many rows, however many panels are docked."""
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.ppm *.pgm);;All files (*)"
 WEIGHTS_FILTER = "Checkpoints (*.pt *.pth);;All files (*)"
 CAFFE_FILTER = "Caffe models (*.caffemodel);;All files (*)"
@@ -91,6 +99,9 @@ class MainWindow(QMainWindow):
                  ("Proposals", self.proposals, right), ("Layers", self.layers, left), ("Legend", self.legend, left)]
         if self.training is not None:
             docks.append(("Training", self.training, Qt.DockWidgetArea.BottomDockWidgetArea))
+        # The right column keeps the whole height (the training dock goes under the files and the canvas), so
+        # docking it never squeezes the proposals table; every dock keeps a usable minimum size.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks: dict[str, QDockWidget] = {}
         for title, widget, area in docks:
             dock = QDockWidget(title, self)
@@ -98,8 +109,11 @@ class MainWindow(QMainWindow):
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.menus["docks"].addAction(dock.toggleViewAction())
+            for signal in (dock.visibilityChanged, dock.topLevelChanged, dock.dockLocationChanged):
+                signal.connect(lambda *_: QTimer.singleShot(0, self._docks_changed))
             self.docks[title] = dock
         self.proposals.setMinimumWidth(300)
+        self.proposals.setMinimumHeight(self.proposals.rows_height(MIN_PROPOSAL_ROWS))
         if "Training" in self.docks:
             self.docks["Training"].hide()
 
@@ -107,12 +121,24 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         self.hover_label = QLabel()
         self.zoom_label = QLabel()
+        self.mode_label = ModeIndicator()
+        self.model_label = QLabel("no model loaded")
+        self.model_label.setToolTip("the model in use and what it was trained on (Model → Bundled models)")
+        self.result_label = ElidedLabel()  # the last run's summary and timings: stays until the next result
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(90)
         self.progress.hide()
+        self.progress_text = ElidedLabel()  # the stage, elided (never clipped or wrapped); full text as tooltip
+        self.progress_text.setMaximumWidth(300)
+        self.progress_text.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.hide()
         bar.addWidget(self.hover_label, 1)
+        bar.addPermanentWidget(self.model_label)
+        bar.addPermanentWidget(self.mode_label)
+        bar.addPermanentWidget(self.result_label, 1)
+        bar.addPermanentWidget(self.progress_text, 1)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         bar.addPermanentWidget(self.zoom_label)
@@ -121,17 +147,21 @@ class MainWindow(QMainWindow):
         c, a, canvas = self.controller, self.actions_, self.canvas
         # document → widgets
         c.image_opened.connect(self._show_image)
+        c.image_failed.connect(self._show_failure)
+        c.file_failed.connect(self.files.set_failed)
         c.result_shown.connect(self._show_result)
         c.selection_changed.connect(self._show_selection)
         c.folder_changed.connect(self.files.set_folder)
         c.state_changed.connect(self.files.set_state)
         c.model_changed.connect(self.controls.set_device_in_use)
-        c.model_changed.connect(lambda text: self.statusBar().showMessage(f"model: {text}", 5000))
         c.partner_changed.connect(self.controls.set_partner_available)
+        c.models_described.connect(self.model_label.setText)
+        c.models_described.connect(lambda text: self.statusBar().showMessage(f"loaded {text}", 8000))
         c.choices_changed.connect(self.controls.set_choices)
         c.error.connect(self.show_error)
         c.unexpected.connect(self.show_traceback)
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.result_summary.connect(self.result_label.setText)
         c.progress.connect(self._show_progress)
         c.busy_changed.connect(self._show_busy)
         # widgets → document
@@ -185,6 +215,15 @@ class MainWindow(QMainWindow):
         self.proposals.set_proposals([], session.user_include[:0], session.user_include[:0], None)
         self.canvas.overlays.show_instance(None)
 
+    def _show_failure(self, path: Path, message: str) -> None:
+        """Nothing of the previous image stays on screen: the canvas, title, table and legend say what failed."""
+        self.setWindowTitle(f"{path.name} (could not be opened) — deconv_gui")
+        self.canvas.show_failure(f"Could not open {path.name}\n{message}")
+        self.files.set_failed(path, message)
+        self.files.set_current(path)
+        self.proposals.set_proposals([], np.zeros(0, bool), np.zeros(0, bool), None)
+        self.legend.set_classes([], np.zeros((0, 3), np.uint8))
+
     def _show_result(self, session: ImageSession) -> None:
         out, shown = session.rendered, session.shown
         if out is None or shown is None:
@@ -220,13 +259,15 @@ class MainWindow(QMainWindow):
     def _show_progress(self, done: int, total: int, stage: str) -> None:
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(done)
-        self.progress.setFormat(f"{stage} %v/%m")
+        self.progress_text.setText(stage if "/" in stage or total <= 1 else f"{stage} {done}/{total}")
 
     def _show_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
+        self.progress_text.setVisible(busy)
+        self.result_label.setVisible(not busy)
         self.cancel_button.setVisible(busy)
         if not busy:
-            self.files.progress.hide()
+            self.files.hide_progress()
 
     def _pick(self, x: float, y: float) -> None:
         s = self.controller.session
@@ -304,11 +345,13 @@ class MainWindow(QMainWindow):
 
     def ask_export(self) -> None:
         c = self.controller
-        default = (c.session.path.parent if c.session else Path.cwd()) / "deconv_gui_export"
-        dialog = ExportDialog(default, len(c.folder) > 1, self)
+        image = c.session.path if c.session is not None else c.failed_path
+        dialog = ExportDialog(export_folder(image, c.prefs.export_folder), len(c.folder) > 1, self,
+                              formats=c.prefs.export_formats, image_path=image, num_images=len(c.folder))
         if not dialog.exec():
             return
         out_dir, formats, whole_folder = dialog.choice()
+        c.prefs.export_folder, c.prefs.export_formats = str(out_dir), sorted(formats)  # the next export's defaults
         self.export(out_dir, formats, whole_folder=whole_folder)
 
     def export(self, out_dir: Path, formats: set[str], *, whole_folder: bool = False) -> int | None:
@@ -329,6 +372,13 @@ class MainWindow(QMainWindow):
     def _fill_model_menus(self) -> None:
         menu = self.menus["bundled"]
         menu.clear()
+        for preset in available_presets():
+            action = QAction(preset.name, menu)
+            action.setToolTip(f"trained on {preset.trained_on}")
+            action.triggered.connect(lambda _=False, p=preset: self.controller.load_preset(p))
+            menu.addAction(action)
+        if menu.actions():
+            menu.addSeparator()
         for info in bundled_models():
             action = QAction(info.label, menu)
             action.triggered.connect(lambda _=False, p=info.path: self.controller.load_weights(p))
@@ -360,9 +410,12 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1500, 920)
+            screen = self.screen().availableGeometry()
+            self.resize(min(1500, screen.width()), min(920, screen.height()))
         if state is not None:
             self.restoreState(state)
+            self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)  # a state saved
+            # by an older version put the training dock under the right column too
         else:  # first run: give the canvas the room (docks otherwise size to their contents)
             QTimer.singleShot(0, self._default_dock_sizes)
 
@@ -371,6 +424,30 @@ class MainWindow(QMainWindow):
         self.resizeDocks([d["Files"], d["Controls"]], [200, 440], Qt.Orientation.Horizontal)
         self.resizeDocks([d["Controls"], d["Proposals"]], [260, 640], Qt.Orientation.Vertical)
         self.resizeDocks([d["Files"], d["Layers"], d["Legend"]], [330, 150, 300], Qt.Orientation.Vertical)
+
+    def _docks_changed(self) -> None:
+        """A dock was shown, moved or floated: stay on the screen, and leave a docked training panel its minimum
+        width beside the right column (Qt's layout would rather let them overlap)."""
+        fit_to_screen(self)
+        bottom = [d for d in self.docks.values() if d.isVisible() and not d.isFloating()
+                  and self.dockWidgetArea(d) == Qt.DockWidgetArea.BottomDockWidgetArea]
+        right = [d for d in self.docks.values() if d.isVisible() and not d.isFloating()
+                 and self.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
+        if not bottom or not right:
+            return
+        room = self.width() - max(d.minimumSizeHint().width() for d in bottom) - DOCK_SEPARATOR_PX
+        if right[0].width() > room:
+            self.resizeDocks(right[:1], [max(room, max(d.minimumSizeHint().width() for d in right))],
+                             Qt.Orientation.Horizontal)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        QTimer.singleShot(0, lambda: fit_to_screen(self))  # a saved geometry may come from a bigger screen
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if exceeds_screen(self):  # a dock's minimum size grew the window: back onto the screen
+            QTimer.singleShot(0, lambda: fit_to_screen(self))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
         if paths_from_mime(event.mimeData()):
@@ -390,6 +467,7 @@ class MainWindow(QMainWindow):
         settings = QSettings("deconv_gui", "deconv_gui")
         settings.setValue("geometry", self.saveGeometry())
         settings.setValue("window_state", self.saveState())
+        settings.sync()  # on disk now: the process ends without Python's teardown (``app.exit_now``)
         self.annotator.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

@@ -1,7 +1,9 @@
-"""Proposals panel: a table (rank, score, box, dominant class, area) with include checkboxes, and a top-N slider.
+"""Proposals panel: a table (rank, score, dominant class, area, p) with include checkboxes, and a top-N slider.
 
 Checking/unchecking a row, moving the slider or selecting a row go to the controller, which recombines from the
-cached maps; rows outside the top N (or excluded) are shown greyed.
+cached maps; rows outside the top N (or excluded) are shown greyed. The table fits its panel's width (no
+horizontal scroll bar hiding the checkboxes): the class column takes what is left and elides; a row's box
+(x0, y0, x1, y1) is its tooltip and is drawn on the canvas when the row is selected.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from deconv_gui.document.session import ProposalSummary
 
-COLUMNS = ("#", "score", "box (x0, y0, x1, y1)", "class", "area", "p")
+COLUMNS = ("#", "score", "class", "area", "p")
+CLASS_COLUMN = 2
 Index = QModelIndex | QPersistentModelIndex
 
 
@@ -75,8 +78,8 @@ class ProposalsModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             values = (
-                f"{r.rank}{' ✎' if r.from_user else ''}", f"{r.score:.3f}", "{}, {}, {}, {}".format(*r.box),
-                r.class_name, f"{r.area}", f"{r.probability:.2f}",
+                f"{r.rank}{' ✎' if r.from_user else ''}", f"{r.score:.3f}", r.class_name, f"{r.area}",
+                f"{r.probability:.2f}",
             )
             return values[col]
         if role == Qt.ItemDataRole.CheckStateRole and col == 0:
@@ -84,13 +87,14 @@ class ProposalsModel(QAbstractTableModel):
             return Qt.CheckState.Checked if on else Qt.CheckState.Unchecked
         if role == Qt.ItemDataRole.ForegroundRole and not self.effective[index.row()]:
             return QColor(140, 140, 140)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 4, 5):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3, 4):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            if not self.user_include[index.row()]:
-                return "excluded by you"
-            if not self.effective[index.row()]:
-                return "outside the top N"
+            why = ("excluded by you" if not self.user_include[index.row()]
+                   else "outside the top N" if not self.effective[index.row()] else "used")
+            origin = "drawn by you" if r.from_user else f"Edge Box score {r.score:.3f}"
+            return (f"proposal {r.rank} ({origin}): box x0, y0, x1, y1 = {', '.join(map(str, r.box))}; "
+                    f"{r.class_name}, {r.area} px, p={r.probability:.2f} — {why}")
         return None
 
     def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
@@ -119,8 +123,14 @@ class ProposalsPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(CLASS_COLUMN, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(24)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.setWordWrap(False)
         self.table.selectionModel().currentRowChanged.connect(
             lambda cur, _prev: self.selected.emit(cur.row() if cur.isValid() else None))
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -149,6 +159,14 @@ class ProposalsPanel(QWidget):
         self._update_label()
         if selected is not None and selected < len(rows):
             self.select_row(selected)
+
+    def rows_height(self, rows: int) -> int:
+        """The panel's height that shows the slider, the header and ``rows`` table rows."""
+        table = self.table
+        margins = self.layout().contentsMargins()
+        return (self.slider.sizeHint().height() + self.layout().spacing() + table.horizontalHeader().sizeHint().height()
+                + rows * table.verticalHeader().defaultSectionSize() + 2 * table.frameWidth()
+                + margins.top() + margins.bottom())
 
     def current_row(self) -> int | None:
         idx = self.table.selectionModel().currentIndex()

@@ -17,20 +17,24 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
+    QFrame,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.document.output_folders import output_root
 from deconv_gui.document.training_process import TrainingProcess
 from deconv_gui.document.training_run import (
     CONSOLE_FILE,
@@ -46,6 +50,7 @@ from deconv_gui.document.training_run import (
     result_checkpoint,
     resume_argv,
 )
+from deconv_gui.training.synthetic_tree import write_synthetic_tree
 from deconv_gui.ui.curves import TrainingCurves
 from deconv_gui.ui.training_form import TrainingForm
 
@@ -59,6 +64,11 @@ _STATE_TEXT = {
     RunState.FINISHED: "Finished",
     RunState.FAILED: "Failed",
 }
+SYNTHETIC_TRAIN, SYNTHETIC_VAL = 16, 4
+SYNTHETIC_HW = (180, 240)
+SYNTHETIC_ITERATIONS = 300
+"""Scenes of the dataset "Make a synthetic dataset…" writes (~1 s on the GUI thread of the loaded 2-core CPU)."""
+SETUP_TEXT_CHARS = 90
 _LOG_LINES = 5000
 _LOG_TAIL_BYTES = 512 * 1024  # an opened run shows the end of its console log, not gigabytes of it
 
@@ -93,6 +103,9 @@ class TrainingPanel(QWidget):
         self.resume_button = QPushButton("Resume")
         self.open_button = QPushButton("Open run…")
         self.use_button = QPushButton("Use this checkpoint")
+        self.synthetic_button = QPushButton("Make a synthetic dataset…")
+        self.synthetic_button.setToolTip("write a small dataset of synthetic scenes (shapes) into a folder you "
+                                         "choose, to try training in a few minutes on the CPU")
         self.start_button.setToolTip("start a new run with these settings")
         self.stop_button.setToolTip("stop after saving a checkpoint; press again to kill the process")
         self.resume_button.setToolTip("continue the run from its last checkpoint (state.pt)")
@@ -113,32 +126,53 @@ class TrainingPanel(QWidget):
         self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.log_view.setPlaceholderText("the training process's output appears here")
 
+        # Settings and controls on the left (the form scrolls), curves and log on the right: docked under the
+        # canvas the panel is wide and low, and the curves and log must show there, not only when floated.
+        # The left column scrolls (both ways) so a small screen can still dock the panel.
         settings = QGroupBox("New run")
         QVBoxLayout(settings).addWidget(self.form)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button, self.open_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.use_button)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.curves)
-        splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 1)
+        buttons = QGridLayout()
+        for k, button in enumerate((self.start_button, self.stop_button, self.resume_button, self.open_button,
+                                    self.synthetic_button, self.use_button)):
+            buttons.addWidget(button, k // 3, k % 3)
+        controls = QWidget()
+        controls_layout = QVBoxLayout(controls)
+        controls_layout.setContentsMargins(0, 0, 0, 0)
+        controls_layout.addLayout(buttons)
+        controls_layout.addWidget(self.status)
+        controls_layout.addWidget(self.progress)
+        controls_layout.addWidget(self.details)
+        controls_layout.addWidget(settings)
+        controls_layout.addStretch(1)
+        left = QScrollArea()
+        left.setWidgetResizable(True)
+        left.setFrameShape(QFrame.Shape.NoFrame)
+        left.setWidget(controls)
+        left.setMinimumSize(180, 120)
+        graphs = QSplitter(Qt.Orientation.Vertical)
+        graphs.addWidget(self.curves)
+        graphs.addWidget(self.log_view)
+        graphs.setStretchFactor(0, 2)
+        graphs.setStretchFactor(1, 1)
+        graphs.setChildrenCollapsible(False)
         self.log_view.setMinimumHeight(60)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(graphs)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([420, 580])  # the form readable, the curves the larger part
         layout = QVBoxLayout(self)
-        layout.addWidget(settings)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.details)
-        layout.addWidget(splitter, 1)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.splitter, 1)
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.resume_button.clicked.connect(self.resume)
         self.open_button.clicked.connect(self._choose_run)
         self.use_button.clicked.connect(self._emit_checkpoint)
+        self.synthetic_button.clicked.connect(lambda: self.make_synthetic_dataset())
         self._timer = QTimer(self)
         self._timer.setInterval(poll_interval_ms)
         self._timer.timeout.connect(self.poll)
@@ -235,6 +269,37 @@ class TrainingPanel(QWidget):
             return
         super().closeEvent(event)
 
+    def make_synthetic_dataset(self, folder: Path | None = None) -> Path | None:
+        """Write a small synthetic dataset (``folder`` layout, :data:`SYNTHETIC_TRAIN` + :data:`SYNTHETIC_VAL`
+        scenes) into ``folder`` (asked when None; a non-empty folder gets a ``synthetic_shapes`` subfolder) and
+        fill the form to train on it."""
+        if folder is None:
+            start = str(output_root())
+            chosen = QFileDialog.getExistingDirectory(self, "Make a synthetic dataset in…", start)
+            if not chosen:
+                return None
+            folder = Path(chosen)
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()):
+            folder = folder / "synthetic_shapes"
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            write_synthetic_tree(folder, "folder", n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL,
+                                 height=SYNTHETIC_HW[0], width=SYNTHETIC_HW[1], any_hue_probability=0)
+        except (OSError, DeconvGuiError) as exc:
+            QApplication.restoreOverrideCursor()
+            self._show_error(f"{folder}: cannot write the synthetic dataset ({getattr(exc, 'strerror', '') or exc})")
+            return None
+        QApplication.restoreOverrideCursor()
+        self.form.dataset.edit.setText(str(folder))
+        self.form.format.setCurrentText("folder")
+        self.form.iterations.setValue(min(self.form.iterations.value(), SYNTHETIC_ITERATIONS))
+        self._error = ""
+        self._append_log(f"[app] wrote {SYNTHETIC_TRAIN} + {SYNTHETIC_VAL} synthetic scenes to {folder}; "
+                         "press Start to train on them")
+        self._refresh()
+        return folder
+
     def checkpoint_path(self) -> Path | None:
         """The current run's best.pt if present, else final.pt, else None."""
         return result_checkpoint(self.run_dir) if self.run_dir is not None else None
@@ -303,12 +368,21 @@ class TrainingPanel(QWidget):
             return
         self._timer.stop()
 
+    def _setup_text(self) -> str:
+        """What a run does before its first iteration: its last output line ("loading the dataset…")."""
+        line = self._last_output
+        if not line or line.startswith("$ "):
+            return "starting the training process (importing torch)…"
+        for prefix in ("INFO ", "WARNING "):
+            line = line.removeprefix(prefix)
+        return line if len(line) <= SETUP_TEXT_CHARS else line[: SETUP_TEXT_CHARS - 1] + "…"
+
     def _read_console(self) -> None:
         assert self._console is not None
         lines = self._console.read_lines()
         if lines:
             self.log_view.appendPlainText("\n".join(lines))
-            nonblank = [line for line in lines if line.strip()]
+            nonblank = [line.split("\r")[-1] for line in lines if line.strip()]  # tqdm redraws with \r
             if nonblank:
                 self._last_output = nonblank[-1].strip()
 
@@ -372,7 +446,7 @@ class TrainingPanel(QWidget):
         else:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
-            self.progress.setFormat("starting…" if running else "")
+            self.progress.setFormat(_escape(self._setup_text()) if running else "")
         parts = []
         if s.best_miou is not None:
             parts.append(f"best val mIoU {s.best_miou:.3f} (iteration {s.best_iteration})")
@@ -385,9 +459,13 @@ class TrainingPanel(QWidget):
         self.details.setText(" · ".join(parts))
 
 
+def _escape(text: str) -> str:
+    """``text`` for ``QProgressBar.setFormat`` (``%`` is its placeholder mark)."""
+    return text.replace("%", "%%")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deconv_gui.ui.training_panel [RUN_DIR]``: the panel alone (opens RUN_DIR if given)."""
-    from PySide6.QtWidgets import QApplication
 
     args = sys.argv[1:] if argv is None else argv
     app = QApplication.instance() or QApplication([sys.argv[0]])

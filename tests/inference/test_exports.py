@@ -133,9 +133,9 @@ def test_instances_json_and_masks_match_the_result(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "scene_instances.json").read_text())
     assert data["image"] == "scene.jpg" and data["image_size"] == {"height": H, "width": W}
     assert data["classes"] == list(SYNTHETIC_CLASSES) and "exclusive" in data["box_format"]
-    assert [e["proposal"] for e in data["instances"]] == sorted(expected)
+    assert [e["proposal"] for e in data["instances"]] == [i + 1 for i in sorted(expected)]  # numbered from 1
     for entry in data["instances"]:
-        i = entry["proposal"]
+        i = entry["proposal"] - 1
         mask, cls, prob = expected[i]
         assert entry["class_id"] == cls and entry["class_name"] == SYNTHETIC_CLASSES[cls]
         assert entry["mean_probability"] == pytest.approx(prob, abs=1e-6)
@@ -153,7 +153,7 @@ def test_instances_json_and_masks_match_the_result(tmp_path: Path) -> None:
     first = data["instances"][0]
     assert first["box_raw"][0] < 0 and first["box"][0] == 0  # raw box reaches past the image, clipped is inside
     assert sorted(p.name for p in (tmp_path / "scene_instances").iterdir()) == [
-        f"{i:03d}.png" for i in sorted(expected)]
+        f"{i + 1:03d}.png" for i in sorted(expected)]
 
 
 def test_coco_rle_decodes_to_the_instance_masks(tmp_path: Path) -> None:
@@ -162,15 +162,16 @@ def test_coco_rle_decodes_to_the_instance_masks(tmp_path: Path) -> None:
     export_result(tmp_path, "scene", image, result, ["coco"], image_name="scene.jpg")
     coco = json.loads((tmp_path / "scene_coco.json").read_text())
     assert coco["images"] == [{"id": 1, "file_name": "scene.jpg", "height": H, "width": W}]
-    assert [c["id"] for c in coco["categories"]] == list(range(1, C))  # no background category
+    assert [c["id"] for c in coco["categories"]] == list(range(2, C + 1))  # class + 1; no background category
+    assert [c["class_index"] for c in coco["categories"]] == list(range(1, C))
     assert [c["name"] for c in coco["categories"]] == list(SYNTHETIC_CLASSES[1:])
     anns = coco["annotations"]
     assert len(anns) == len(expected) and len({a["id"] for a in anns}) == len(anns)
     for ann in anns:
-        mask, cls, prob = expected[ann["proposal"]]
+        mask, cls, prob = expected[ann["proposal"] - 1]
         rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
-        assert ann["image_id"] == 1 and ann["category_id"] == cls and ann["iscrowd"] == 0
+        assert ann["image_id"] == 1 and ann["category_id"] == cls + 1 and ann["iscrowd"] == 0
         assert ann["area"] == int(mask.sum()) == int(mask_utils.area(rle))
         np.testing.assert_allclose(ann["bbox"], mask_utils.toBbox(rle))
         assert ann["score"] == pytest.approx(prob, abs=1e-6)
@@ -189,7 +190,7 @@ def test_whole_image_mode_uses_connected_components(tmp_path: Path) -> None:
     union = np.zeros((H, W), bool)
     for ann, entry in zip(anns, data["instances"], strict=True):
         mask = mask_utils.decode(dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode())) > 0
-        assert (label[mask] == ann["category_id"]).all()  # one class per component
+        assert (label[mask] == ann["category_id"] - 1).all()  # one class per component
         assert ann["source"] == entry["source"] == "component" and entry["box"] is None
         assert entry["objectness"] is None and ann["proposal"] is None
         assert not (union & mask).any()
@@ -243,7 +244,7 @@ def test_overwrite_removes_stale_instance_masks(tmp_path: Path) -> None:
     result.include[[r.index for r in instance_records(result)[1:]]] = False
     export_result(tmp_path, "s", image, result, ["instances"], overwrite=True)
     left = sorted(p.name for p in (tmp_path / "s_instances").iterdir())
-    assert n_before > 1 and left == [f"{fewer[0].index:03d}.png"]
+    assert n_before > 1 and left == [f"{fewer[0].index + 1:03d}.png"]
     assert len(json.loads((tmp_path / "s_instances.json").read_text())["instances"]) == 1
 
 

@@ -82,7 +82,8 @@ def test_label_components_split_each_class() -> None:
 def test_background_detection() -> None:
     assert is_background(0, NAMES) and not is_background(1, NAMES)
     assert not is_background(0, ["Sky", "Building"])  # CamVid's class 0 is a real class
-    assert [c["id"] for c in coco_categories(["Sky", "Building"])] == [0, 1]
+    assert [c["id"] for c in coco_categories(["Sky", "Building"])] == [1, 2]  # COCO ids ≥ 1: class index + 1
+    assert [c["class_index"] for c in coco_categories(["Sky", "Building"])] == [0, 1]
     assert [c["name"] for c in coco_categories(NAMES)] == ["disc", "square"]
 
 
@@ -98,17 +99,17 @@ def _records(h: int = 30, w: int = 40) -> list[InstanceRecord]:
 def test_write_instances_schema_and_masks(tmp_path: Path) -> None:
     records = _records()
     written = write_instances(tmp_path, "img", (30, 40), NAMES, records, image_name="img.jpg")
-    assert written == [tmp_path / "img_instances" / "000.png", tmp_path / "img_instances" / "003.png",
+    assert written == [tmp_path / "img_instances" / "001.png", tmp_path / "img_instances" / "004.png",
                        tmp_path / "img_instances.json"]
     data = json.loads((tmp_path / "img_instances.json").read_text())
     assert data["image"] == "img.jpg" and data["classes"] == NAMES
     assert data["image_size"] == {"height": 30, "width": 40}
     first, second = data["instances"]
     assert first == {
-        "id": 0, "source": "proposal", "proposal": 0, "class_id": 1, "class_name": "disc",
+        "id": 1, "source": "proposal", "proposal": 1, "class_id": 1, "class_name": "disc",
         "mean_probability": 0.8, "objectness": 0.5, "box": [0.0, 0.0, 30.0, 22.0],
         "box_raw": [-4.0, 0.0, 30.0, 22.0], "mask_box": mask_box(records[0].mask),
-        "area": int(records[0].mask.sum()), "mask": "img_instances/000.png", "user_box": False,
+        "area": int(records[0].mask.sum()), "mask": "img_instances/001.png", "user_box": False,
     }
     assert second["user_box"] and second["box"] == [20.0, 12.0, 40.0, 30.0] and second["class_name"] == "square"
     for rec, entry in zip(records, data["instances"], strict=True):
@@ -123,7 +124,7 @@ def test_write_instances_removes_only_stale_masks(tmp_path: Path) -> None:
     write_instances(tmp_path, "img", (30, 40), NAMES, _records())
     (tmp_path / "img_instances" / "notes.txt").write_text("mine")
     write_instances(tmp_path, "img", (30, 40), NAMES, _records()[1:])
-    assert sorted(p.name for p in (tmp_path / "img_instances").iterdir()) == ["003.png", "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "img_instances").iterdir()) == ["004.png", "notes.txt"]
 
 
 def _set_of(out: Path, stem: str) -> list[int] | None:
@@ -215,7 +216,7 @@ def test_coco_file_loads_with_pycocotools(tmp_path: Path, capsys: pytest.Capture
     path = write_coco(tmp_path / "c.json", [coco_image(7, "img.png", (30, 40))], anns, NAMES)
     coco = COCO(str(path))
     capsys.readouterr()  # COCO() prints progress lines
-    assert coco.getImgIds() == [7] and coco.getCatIds() == [1, 2]
+    assert coco.getImgIds() == [7] and coco.getCatIds() == [2, 3]
     assert sorted(coco.getAnnIds(imgIds=[7])) == [11, 12]
     for rec, ann_id in zip(records, (11, 12), strict=True):
         ann = coco.loadAnns([ann_id])[0]
@@ -223,7 +224,8 @@ def test_coco_file_loads_with_pycocotools(tmp_path: Path, capsys: pytest.Capture
         x0, y0, x1, y1 = mask_box(rec.mask)
         assert ann["bbox"] == [x0, y0, x1 - x0, y1 - y0]
         assert ann["area"] == int(rec.mask.sum()) and ann["score"] == rec.score
-        assert ann["category_id"] == rec.class_id and ann["iscrowd"] == 0
+        assert ann["category_id"] == rec.class_id + 1 and ann["iscrowd"] == 0
+        assert ann["proposal"] == rec.index + 1
     results = coco.loadRes([{k: a[k] for k in ("image_id", "category_id", "segmentation", "score")} for a in anns])
     capsys.readouterr()
     assert len(results.getAnnIds()) == 2  # usable as detection results for COCOeval too

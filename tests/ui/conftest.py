@@ -11,9 +11,11 @@ from PySide6.QtCore import QSettings
 
 @pytest.fixture()
 def isolated_config(tmp_path_factory, monkeypatch):
-    """Preferences and QSettings in a fresh folder; torch on one thread (the app leaves a core to the GUI)."""
+    """Preferences, QSettings and the default output folder in a fresh folder; torch on one thread (the app
+    leaves a core to the GUI)."""
     cfg = tmp_path_factory.mktemp("cfg")
     monkeypatch.setenv("DECONV_GUI_CONFIG_DIR", str(cfg))
+    monkeypatch.setenv("DECONV_GUI_OUTPUT_DIR", str(cfg / "output"))  # default exports and autosaves go here
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(cfg))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

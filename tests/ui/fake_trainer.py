@@ -1,7 +1,8 @@
 """A stand-in for ``deconv-gui train`` that the training-panel tests launch: same flags, same run-folder files,
 no torch (starts in a fraction of a second).
 
-Behaviour knobs via ``--set``: ``fake_delay=S`` seconds per iteration (default 0.02), ``fake_val_every=N``
+Behaviour knobs via ``--set``: ``fake_setup=S`` (print a setup line, wait S seconds before any metrics),
+``fake_delay=S`` seconds per iteration (default 0.02), ``fake_val_every=N``
 (default 5), ``fake_ignore_term=1`` (SIGTERM is logged and ignored, so only a kill ends it), ``fake_fail_at=N``
 (print an error to stderr, log an ``error`` event and exit 3 at iteration N; 0 = before any metrics).
 SIGTERM/SIGINT otherwise: write state.pt, log ``stopped``, exit 0. ``--resume DIR`` continues from state.pt.
@@ -70,6 +71,9 @@ def main(argv: list[str]) -> int:
         (run_dir / "state.pt").write_text(json.dumps({"iteration": it}))
         return run_dir / "state.pt"
 
+    if "fake_setup" in knobs:  # like the real trainer: a line saying what it does, then a slow setup
+        print("INFO loading the dataset (train split, reading every image into memory)…", flush=True)
+        time.sleep(float(knobs["fake_setup"]))
     event("resumed" if args.resume else "started", start, message=f"fake {args.arch} {args.stage}")
     print(f"fake trainer: {args.arch} {args.stage} from iteration {start} to {args.iterations}", flush=True)
     n = args.iterations

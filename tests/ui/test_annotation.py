@@ -14,6 +14,8 @@ from PySide6.QtTest import QTest
 
 from deconv_gui.core.synthetic import make_scene
 from deconv_gui.document.annotation import flood_region
+from deconv_gui.document.autosave import autosave_path
+from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences
 from deconv_gui.io.label_maps import read_label_png
 
@@ -204,7 +206,8 @@ def test_accept_instance_box_to_mask_and_autosave_restore(qtbot, disc_ckpt, scen
     assert "edited" in window.files.list.item(0).text()
     edits = (s.annotation.label.copy(), s.annotation.edited.copy())
     window.close()
-    assert (scene_png.parent / ".deconv_gui" / "scene.png.edits.png").exists()
+    assert autosave_path(scene_png, default_edits_folder()).exists()  # outside the image folder
+    assert not (scene_png.parent / ".deconv_gui").exists()
     # reopening the image in a new window restores the edits
     again = open_window(qtbot, disc_ckpt, scene_png)
     restored = again.controller.session.annotation
@@ -222,12 +225,12 @@ def test_accept_instance_box_to_mask_and_autosave_restore(qtbot, disc_ckpt, scen
 
 
 def test_corrupt_autosave_is_a_message_and_kept_aside(qtbot, disc_ckpt, scene_png):
-    saved = scene_png.parent / ".deconv_gui" / "scene.png.edits.png"
-    saved.parent.mkdir()
+    saved = autosave_path(scene_png, default_edits_folder())
+    saved.parent.mkdir(parents=True)
     saved.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     window = open_window(qtbot, disc_ckpt, scene_png)
-    assert "corrupt autosave" in window.last_error and "scene.png.edits.png" in window.last_error
-    kept = list(saved.parent.glob("scene.png.edits.png.corrupt-*"))
+    assert "corrupt autosave" in window.last_error and saved.name in window.last_error
+    kept = list(saved.parent.glob(f"{saved.name}.corrupt-*"))
     assert len(kept) == 1 and kept[0].read_bytes().endswith(b"not really")
     assert window.controller.session.annotation is None
     # painting again autosaves a fresh file; the kept one stays as it was
@@ -240,7 +243,8 @@ def test_corrupt_autosave_is_a_message_and_kept_aside(qtbot, disc_ckpt, scene_pn
 
 
 def test_a_failing_autosave_is_reported_once(qtbot, disc_ckpt, scene_png):
-    (scene_png.parent / ".deconv_gui").write_text("a file where the autosave folder should go")
+    default_edits_folder().parent.mkdir(parents=True)
+    default_edits_folder().write_text("a file where the autosave folder should go")
     window = open_window(qtbot, disc_ckpt, scene_png)
     ann = window.annotator
     messages: list[str] = []
@@ -250,6 +254,6 @@ def test_a_failing_autosave_is_reported_once(qtbot, disc_ckpt, scene_png):
         stroke(window, [(30.5, y), (35.5, y)])
         with qtbot.waitSignal(ann._saved, timeout=WAIT_MS):  # the writer thread's report
             ann.save_now()
-    assert len(messages) == 1 and "autosave of your edits failed" in messages[0] and ".deconv_gui" in messages[0]
+    assert len(messages) == 1 and "autosave of your edits failed" in messages[0] and "edits" in messages[0]
     assert window.last_error == messages[0]
     window.close()

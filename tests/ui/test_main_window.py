@@ -221,6 +221,9 @@ def test_corrupt_image_is_a_message_not_a_crash(qtbot, window, scene_png, tmp_pa
     with qtbot.waitSignal(window.controller.error, timeout=WAIT_MS) as blocker:
         window.controller.open_image(bad)
     assert "broken.png" in blocker.args[0]
+    assert window.controller.session is None and window.canvas.failure_text  # the failure shows, not the old image
+    with qtbot.waitSignal(window.controller.result_shown, timeout=WAIT_MS):
+        window.controller.open_image(scene_png)
     assert window.controller.session is s and s.shown is not None  # the work in progress is kept
     bad_weights = tmp_path / "weights.pt"
     bad_weights.write_text("not a checkpoint")
@@ -383,6 +386,7 @@ def test_run_app_without_a_model_opens_the_image_and_saves_a_screenshot(qtbot, s
         created.append(self)
 
     monkeypatch.setattr(main_window.MainWindow, "__init__", spy)
+    monkeypatch.setattr("deconv_gui.document.models.BUNDLED_WEIGHTS_DIR", tmp_path / "no_bundled_weights")
     assert app_module.run_app([str(scene_png)]) == 0
     window = created[0]
     qtbot.addWidget(window)

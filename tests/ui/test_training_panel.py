@@ -240,3 +240,14 @@ def test_an_empty_run_folder_field_makes_a_new_folder_per_start(qtbot, make_pane
     _wait_state(qtbot, panel, RunState.FINISHED)
     assert panel.run_dir.parent == tmp_path / "runs" and panel.run_dir.name.startswith("deconvnet-whole-")
     assert str(panel.run_dir) in panel.status.text() and panel.form.run_dir.edit.text() == ""
+
+
+def test_the_setup_before_the_first_iteration_says_what_it_does(qtbot, make_panel) -> None:
+    """Not "starting…" for a minute: the trainer's last line (loading the dataset…) shows at once."""
+    panel = make_panel(settings="fake_delay=0.01 fake_setup=30", iterations=5)
+    panel.start_button.click()
+    assert "starting the training process" in panel.progress.format()
+    qtbot.waitUntil(lambda: "loading the dataset" in panel.progress.format(), timeout=WAIT_MS)
+    panel.stop_button.click()
+    panel.stop_button.click()  # kill: the fake setup does not look at signals
+    _wait_state(qtbot, panel, RunState.STOPPED)
