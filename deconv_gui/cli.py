@@ -179,7 +179,7 @@ def _segmented(files: list[Path], segmenter, bar, failed: list[Path]) -> Iterato
             def progress(done: int, total: int, stage: str, name: str = path.name) -> None:
                 bar.set_postfix_str(f"{name} {stage} {done}/{total}")
 
-            result = segmenter.segment(image, progress=progress)
+            result = segmenter.run(image, progress=progress)
         except DeconvGuiError as exc:
             failed.append(path)
             tqdm.write(f"error: {exc}", file=sys.stderr)
@@ -308,7 +308,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     count = min(len(files), args.limit or len(files))
     t0 = time.perf_counter()
     for image, target in tqdm(labelled_images(files, len(names), args.limit), total=count, unit="img", disable=None):
-        cm.update(target, segmenter.segment(image).label)
+        cm.update(target, segmenter.run(image).label)
     print(cm.table(names))
     print(f"{count} images, {time.perf_counter() - t0:.1f} s, device {segmenter.runner.describe_device()}")
     return 0
@@ -417,7 +417,7 @@ def _instance_labeler(model, meta, device):  # noqa: ANN001, ANN202 - training's
                                                                    channels_last=False))
     segmenter = Segmenter(runner, proposer=EdgeBoxProposer(edge_box_config(meta)),
                           options=PipelineOptions(mode="instances", keep_instance_scores=False))
-    return lambda image: segmenter.segment(image).label
+    return lambda image: segmenter.run(image).label
 
 
 def _printable_names() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from deconv_gui.document.session import (
 )
 from deconv_gui.inference import exports
 from deconv_gui.inference.cancellable import cancellable
-from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config
-from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.combine import CombineCache
+from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config, recombine
+from deconv_gui.inference.result import RawMaps, SegmentationResult
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions
 from deconv_gui.io.images import read_image
 from deconv_gui.proposals.edge_boxes import EdgeBoxProposer
@@ -54,14 +55,17 @@ class Rendered:
     shown: SegmentationResult
     label_rgb: np.ndarray
     boundary_rgba: np.ndarray
-    raw: SegmentationResult | None = None
+    raw: RawMaps | None = None
+    """New raw maps to adopt (a run or an added box), or None (a re-combination of the session's)."""
     summaries: list[ProposalSummary] | None = None
+    combine: CombineCache | None = None
+    """The cache that serves ``raw``."""
     image: np.ndarray | None = None
     layers: Any = None
     """The UI's images of ``label_rgb``/``boundary_rgba``, prepared on the worker (opaque here)."""
     display: Any = None
     """The UI's picture of ``image`` when the run read the image itself (a folder run)."""
-    base: SegmentationResult | None = None
+    base: RawMaps | None = None
     """The cached result this was recombined from; the UI drops it when the session's cache moved on."""
 
 
@@ -202,9 +206,9 @@ class Engine:
             summaries = summarise_proposals(raw)
             cancel.raise_if_cancelled()
             include = carried_include(previous, raw.num_proposals)
-            shown = _recombine(raw, image, choices, include, device, progress)
-            out = render(path, shown)
-            out.raw, out.summaries = raw, summaries
+            combine = CombineCache(raw, image)
+            out = render(path, _recombine(raw, image, choices, include, device, progress, combine))
+            out.raw, out.summaries, out.combine = raw, summaries, combine
             return out
 
         return job
@@ -215,9 +219,10 @@ class Engine:
         device = self.crf_device()
         if raw is None:
             raise ValueError("nothing to recombine")
+        combine = session.combine_cache(raw)
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
-            out = render(path, _recombine(raw, image, choices, include, device, progress))
+            out = render(path, _recombine(raw, image, choices, include, device, progress, combine))
             out.base = raw
             return out
 
@@ -231,13 +236,16 @@ class Engine:
         device = self.crf_device()
         if raw is None:
             raise ValueError("segment the image before adding boxes")
+        previous = session.combine_cache(raw)
+        summaries = list(session.summaries)
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
             progress(0, 1, "new box")
             updated = segmenter().add_box(raw, image, box)
-            shown = _recombine(updated, image, choices, include, device, progress)
-            out = render(path, shown)
-            out.raw, out.summaries, out.base = updated, summarise_proposals(updated), raw
+            combine = previous.serving(updated)
+            out = render(path, _recombine(updated, image, choices, include, device, progress, combine))
+            out.raw, out.combine, out.base = updated, combine, raw
+            out.summaries = summaries + summarise_proposals(updated, start=raw.num_proposals)
             return out
 
         return job
@@ -352,12 +360,10 @@ class Engine:
 
 
 def _recombine(
-    raw: SegmentationResult, image: np.ndarray, choices: ViewChoices, include: np.ndarray, device: str,
-    progress: ProgressCallback,
+    raw: RawMaps, image: np.ndarray, choices: ViewChoices, include: np.ndarray, device: str,
+    progress: ProgressCallback, combine: CombineCache,
 ) -> SegmentationResult:
-    from deconv_gui.inference.pipeline import recombine
-
     if choices.crf:
         progress(0, 1, "CRF")
-    shown = recombine(raw, image, choices.pipeline_options(), include=include, top_n=choices.top_n, device=device)
-    return replace(shown, timings={**raw.timings, **shown.timings})
+    return recombine(raw, image, choices.pipeline_options(), include=include, top_n=choices.top_n, device=device,
+                     cache=combine)

@@ -1,9 +1,10 @@
 """One opened image and everything the app shows about it, Qt-free.
 
-An :class:`ImageSession` holds the image, the network's cached :class:`SegmentationResult` and the user's choices
-(include/exclude per proposal, top-N, ensemble rule, CRF, aggregation, the selected proposal). Changing a
-choice never re-runs the network: :meth:`ImageSession.recombine` rebuilds the label map from the cached
-per-instance maps with :func:`deconv_gui.inference.pipeline.recombine`.
+An :class:`ImageSession` holds the image, the network's :class:`RawMaps`, the :class:`SegmentationResult` shown
+and the user's choices (include/exclude per proposal, top-N, ensemble rule, CRF, aggregation, the selected
+proposal). Changing a choice never re-runs the network: :meth:`ImageSession.recombine` rebuilds the label map from
+the raw maps with :func:`deconv_gui.inference.pipeline.recombine` — the one path for the CLI and the app — and the
+session's :class:`CombineCache` makes that fast.
 
 States of an image: ``"not run"`` → ``"segmented"`` → ``"exported"`` (an edit after export goes back to
 ``"segmented"``); ``"failed"``: the file could not be read.
@@ -18,8 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from deconv_gui.core.aggregation import AggregationMode, label_map
+from deconv_gui.inference.combine import CombineCache
 from deconv_gui.inference.pipeline import PipelineOptions, recombine
-from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.result import RawMaps, SegmentationResult
 from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.postprocess.ensemble import EnsembleMode
 
@@ -60,7 +62,7 @@ class ProposalSummary:
     offset: tuple[int, int] = (0, 0)
 
 
-def instance_patch(result: SegmentationResult, index: int) -> tuple[np.ndarray, tuple[int, int], int, float] | None:
+def instance_patch(result: RawMaps, index: int) -> tuple[np.ndarray, tuple[int, int], int, float] | None:
     """Proposal ``index``'s own mask over its visible box only: ``(mask (h, w) bool, (x0, y0), class, mean p)``.
 
     The same mask as :meth:`SegmentationResult.instance_mask` without a full-image array (cheap for big photos);
@@ -79,11 +81,11 @@ def instance_patch(result: SegmentationResult, index: int) -> tuple[np.ndarray, 
     return sel, (int(cols.start), int(rows.start)), cls, float(probs[cls][sel].mean())
 
 
-def summarise_proposals(result: SegmentationResult) -> list[ProposalSummary]:
-    """Per-proposal dominant class, mask and area from the cached maps (a few ms per proposal: run it on a
-    worker thread)."""
+def summarise_proposals(result: RawMaps, start: int = 0) -> list[ProposalSummary]:
+    """Per-proposal dominant class, mask and area from the cached maps, for proposals ``start`` onwards (a few ms
+    per proposal: run it on a worker thread)."""
     rows = []
-    for i in range(result.num_proposals):
+    for i in range(start, result.num_proposals):
         patch = instance_patch(result, i)
         mask, offset, cls, prob = patch if patch is not None else (np.zeros((0, 0), bool), (0, 0), 0, 0.0)
         rows.append(
@@ -105,13 +107,15 @@ def summarise_proposals(result: SegmentationResult) -> list[ProposalSummary]:
 
 @dataclass
 class ImageSession:
-    """An opened image. ``image``: ``(H, W, 3) uint8`` RGB; ``raw``: the network's result (cached maps, all
-    proposals included); ``shown``: the result after the user's choices (what the canvas draws)."""
+    """An opened image. ``image``: ``(H, W, 3) uint8`` RGB; ``raw``: the network's maps; ``shown``: the result
+    combined from them under the user's choices (what the canvas draws); ``combine``: the cache that makes
+    re-combining ``raw`` fast."""
 
     path: Path
     image: np.ndarray
-    raw: SegmentationResult | None = None
+    raw: RawMaps | None = None
     shown: SegmentationResult | None = None
+    combine: CombineCache | None = None
     user_include: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     summaries: list[ProposalSummary] = field(default_factory=list)
     selected: int | None = None
@@ -134,12 +138,14 @@ class ImageSession:
         for result in (self.raw, self.shown):
             if result is None:
                 continue
-            for arr in (result.aggregated, result.probabilities, result.partner_scores, result.instance_scores,
-                        result.label):
+            for name in ("aggregated", "probabilities", "partner_scores", "instance_scores", "base_scores", "label"):
+                arr = getattr(result, name, None)
                 if arr is not None and id(arr) not in seen:
                     seen.add(id(arr))
                     total += arr.nbytes
         edits = self.annotation.nbytes() * 3 if self.annotation is not None else 0  # + the UI's edits overlay
+        if self.combine is not None and self.shown is not None:
+            total += self.shown.aggregated.nbytes  # the cache's running aggregation
         return total + self.image.nbytes * 3 + edits  # + the display and overlay images of the UI
 
     def edited_label(self) -> np.ndarray | None:
@@ -159,13 +165,16 @@ class ImageSession:
         num_classes = len(self.shown.class_names)
         return np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.int64)
 
-    def set_result(self, result: SegmentationResult, summaries: list[ProposalSummary] | None = None) -> None:
-        """Adopt a fresh network result; keeps user exclusions of proposals that still exist."""
-        self.user_include = carried_include(self.user_include, result.num_proposals)
-        self.raw = result
-        self.shown = result
-        self.summaries = summaries if summaries is not None else summarise_proposals(result)
-        if self.selected is not None and self.selected >= result.num_proposals:
+    def set_result(self, raw: RawMaps, shown: SegmentationResult | None = None,
+                   summaries: list[ProposalSummary] | None = None, combine: CombineCache | None = None) -> None:
+        """Adopt a fresh network result ``raw`` and its combination ``shown`` (None: combined here with the
+        default choices and the user's ticks); keeps user exclusions of proposals that still exist."""
+        self.user_include = carried_include(self.user_include, raw.num_proposals)
+        self.raw = raw
+        self.combine = combine if combine is not None else self.combine_cache(raw)
+        self.shown = shown if shown is not None else self.recombine(ViewChoices())
+        self.summaries = summaries if summaries is not None else summarise_proposals(raw)
+        if self.selected is not None and self.selected >= raw.num_proposals:
             self.selected = None
         self.state = "segmented"
 
@@ -186,8 +195,14 @@ class ImageSession:
             raise ValueError(f"{self.path.name} has no result yet")
         return recombine(
             self.raw, self.image, choices.pipeline_options(), include=self.user_include, top_n=choices.top_n,
-            device=device,
+            device=device, cache=self.combine_cache(self.raw),
         )
+
+    def combine_cache(self, raw: RawMaps) -> CombineCache:
+        """The session's :class:`CombineCache` serving ``raw`` (made on first use; the CRF's kernels are kept
+        across new raw maps of this image)."""
+        self.combine = CombineCache(raw, self.image) if self.combine is None else self.combine.serving(raw)
+        return self.combine
 
     def show(self, result: SegmentationResult) -> None:
         self.shown = result

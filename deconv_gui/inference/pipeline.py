@@ -1,10 +1,11 @@
-"""The whole DeconvNet pipeline for one image, and re-combination of cached results.
+"""The whole DeconvNet pipeline for one image, in two steps that every caller (CLI and app) goes through.
 
-``segment``: proposals → crops → batched forward in chunks (bounded memory for any N; progress and cancel
-between chunks) → streaming aggregation → optional whole-image partner → ensemble → optional dense CRF → labels.
-
-``recombine``: the same last steps from a :class:`SegmentationResult`'s cached per-instance maps, for a GUI that
-includes/excludes proposals, changes top-N, aggregation, ensemble or CRF without a new forward pass.
+:meth:`Segmenter.segment` runs the networks — proposals → crops → batched forward in chunks (bounded memory for any
+N; progress and cancel between chunks) → optional whole-image base and partner passes — and returns their
+:class:`RawMaps`. :func:`recombine` is the only way from raw maps to a label map: aggregation of the included
+proposals → ensemble → optional dense CRF → labels. A GUI calls it again for every include/exclude, top-N,
+aggregation, ensemble or CRF change, without the network (and fast, with a :class:`CombineCache`).
+:meth:`Segmenter.run` is the two in one.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ import numpy as np
 from deconv_gui.core.aggregation import (
     AggregationMode,
     accumulate_instance,
-    aggregate_instances,
     label_map,
     softmax,
 )
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
 from deconv_gui.inference.crops import crop_batch, integer_boxes
-from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.combine import CombineCache
+from deconv_gui.inference.result import RawMaps, SegmentationResult
 from deconv_gui.inference.runner import ModelRunner
 from deconv_gui.io.checkpoints import ModelMeta
-from deconv_gui.postprocess.crf import CRFParams, dense_crf
+from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.postprocess.ensemble import EnsembleMode, ensemble_probabilities
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, proposals_from_boxes
 
@@ -71,22 +72,6 @@ class PipelineOptions:
     crf: bool = False
     crf_params: CRFParams = CRFParams()
     keep_instance_scores: bool = True
-
-
-def _post(
-    aggregated: np.ndarray, partner_scores: np.ndarray | None, image: np.ndarray, options: PipelineOptions,
-    device: str, timings: dict[str, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ensemble (when a partner exists and the mode is not off) and CRF → ``(probabilities, label)``."""
-    t0 = time.perf_counter()
-    mode = options.ensemble if partner_scores is not None else "off"
-    probs = ensemble_probabilities(aggregated, partner_scores, mode, options.ensemble_weight)
-    timings["ensemble"] = time.perf_counter() - t0
-    if options.crf:
-        t0 = time.perf_counter()
-        probs = dense_crf(image, probs, options.crf_params, device=device)
-        timings["crf"] = time.perf_counter() - t0
-    return probs, label_map(probs)
 
 
 def edge_box_config(meta: ModelMeta | None = None, **overrides: object) -> EdgeBoxConfig:
@@ -176,19 +161,23 @@ class Segmenter:
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
         initial: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
+        stream: bool = True,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Run the network on every integer box, chunk by chunk.
 
-        Returns ``(aggregated (C, H, W) float32, instance_scores (N, C, S, S) float16 or None)``. Only one
-        chunk of crops and scores is alive at a time, plus the float16 cache when ``keep``. Aggregation starts
-        from ``initial`` ``(C, H, W)`` when given, else from 0.
+        Returns ``(aggregated (C, H, W) float32 or None, instance_scores (N, C, S, S) float16 or None)``. Only
+        one chunk of crops and scores is alive at a time, plus the float16 cache when ``keep``. With ``stream``
+        the crops are aggregated on the way (from ``initial`` ``(C, H, W)`` when given, else from 0); without,
+        the first value is None.
         """
         size = int(self.runner.meta.input_size)
         h, w = image.shape[:2]
         n = len(boxes)
         c = self.runner.num_classes
         cache = np.empty((n, c, size, size), np.float16) if keep else None
-        acc = np.zeros((c, h, w), np.float32) if initial is None else np.array(initial, np.float32, copy=True)
+        acc = None
+        if stream:
+            acc = np.zeros((c, h, w), np.float32) if initial is None else np.array(initial, np.float32, copy=True)
         progress(0, n, "crops")
         for start, stop in chunk_bounds(n, self.runner.chunk_size):
             if cancel is not None:
@@ -197,7 +186,8 @@ class Segmenter:
             for j, i in enumerate(range(start, stop)):
                 if cache is not None:
                     cache[i] = scores[j]
-                accumulate_instance(acc, scores[j], boxes[i], aggregation)
+                if acc is not None:
+                    accumulate_instance(acc, scores[j], boxes[i], aggregation)
             progress(stop, n, "crops")
         return acc, cache
 
@@ -208,19 +198,19 @@ class Segmenter:
         boxes: np.ndarray | None = None,
         progress: ProgressCallback = no_progress,
         cancel: CancelToken | None = None,
-    ) -> SegmentationResult:
-        """Segment ``image`` ``(H, W, 3)`` uint8 RGB; ``boxes`` ``(N, 4)`` overrides the Edge Box proposals."""
+    ) -> RawMaps:
+        """The networks' maps for ``image`` ``(H, W, 3)`` uint8 RGB; ``boxes`` ``(N, 4)`` overrides the Edge Box
+        proposals. Without ``keep_instance_scores`` the proposals are max/sum-aggregated on the way (bounded
+        memory) and only that aggregation is kept."""
         opts = self.options
         timings: dict[str, float] = {}
         h, w = image.shape[:2]
-        base_scores = None
+        base_scores = aggregated = cache = None
+        crop_boxes, scores = np.zeros((0, 4), np.int64), np.zeros((0,), np.float32)
         t0 = time.perf_counter()
         if self.instance_mode:
             progress(0, 1, "proposals")
-            if boxes is None:
-                props = self.proposer.propose(image)
-            else:
-                props = proposals_from_boxes(boxes, image.shape[:2])
+            props = self.proposer.propose(image) if boxes is None else proposals_from_boxes(boxes, image.shape[:2])
             crop_boxes = integer_boxes(props.boxes)
             scores = np.asarray(props.scores, np.float32)
             timings["proposals"] = time.perf_counter() - t0
@@ -229,14 +219,12 @@ class Segmenter:
                 progress(0, 1, "whole image")
                 base_scores = self.runner.whole_image_scores(image)
                 timings["base"] = time.perf_counter() - t0
-            aggregated, cache = self.instance_scores(
+            streamed, cache = self.instance_scores(
                 image, crop_boxes, aggregation=opts.aggregation, keep=opts.keep_instance_scores,
-                progress=progress, cancel=cancel, initial=base_scores,
+                progress=progress, cancel=cancel, initial=base_scores, stream=not opts.keep_instance_scores,
             )
+            aggregated = None if cache is not None else streamed
         else:
-            crop_boxes = np.zeros((0, 4), np.int64)
-            scores = np.zeros((0,), np.float32)
-            cache = None
             progress(0, 1, "whole image")
             aggregated = self.runner.whole_image_scores(image)
         timings["network"] = time.perf_counter() - t0
@@ -250,77 +238,99 @@ class Segmenter:
             timings["partner"] = time.perf_counter() - t0
         if cancel is not None:
             cancel.raise_if_cancelled()
-        probs, label = _post(aggregated, partner_scores, image, opts, self._crf_device(), timings)
         progress(1, 1, "done")
-        return SegmentationResult(
+        return RawMaps(
             image_hw=(h, w),
             class_names=list(self.runner.meta.class_names),
             palette=np.asarray(self.runner.meta.palette, np.uint8),
             boxes=crop_boxes,
             proposal_scores=scores,
             instance_scores=cache,
-            aggregated=aggregated,
-            partner_scores=partner_scores,
-            probabilities=probs,
-            label=label,
-            include=np.ones(len(crop_boxes), bool),
             from_user=np.full(len(crop_boxes), boxes is not None and self.instance_mode),
+            partner_scores=partner_scores,
+            base_scores=base_scores,
+            aggregated=aggregated,
             mode="instances" if self.instance_mode else "whole",
             timings=timings,
             device=self.runner.describe_device(),
-            base_scores=base_scores,
         )
 
-    def add_box(self, result: SegmentationResult, image: np.ndarray, box: np.ndarray) -> SegmentationResult:
-        """Run only the crop of a caller-given ``box`` (x0, y0, x1, y1; no extra context) and append it."""
-        if result.instance_scores is None:
+    def run(
+        self,
+        image: np.ndarray,
+        *,
+        boxes: np.ndarray | None = None,
+        progress: ProgressCallback = no_progress,
+        cancel: CancelToken | None = None,
+    ) -> SegmentationResult:
+        """:meth:`segment` then :func:`recombine` with this Segmenter's options: the label map of ``image``."""
+        raw = self.segment(image, boxes=boxes, progress=progress, cancel=cancel)
+        if self.options.crf:
+            progress(0, 1, "CRF")
+        return recombine(raw, image, self.options, device=self._crf_device())
+
+    def add_box(self, raw: RawMaps, image: np.ndarray, box: np.ndarray) -> RawMaps:
+        """``raw`` with one more proposal: the crop of a caller-given ``box`` (x0, y0, x1, y1; no extra context),
+        run alone and appended as a user box. Nothing is recombined here."""
+        if raw.instance_scores is None:
             raise ValueError("this result keeps no per-instance maps; re-run with keep_instance_scores=True")
         props = proposals_from_boxes(np.asarray(box, np.float64).reshape(1, 4), image.shape[:2])
         new_box = integer_boxes(props.boxes)
-        _, cache = self.instance_scores(image, new_box, keep=True)
+        _, cache = self.instance_scores(image, new_box, keep=True, stream=False)
         assert cache is not None
-        updated = replace(
-            result,
-            boxes=np.concatenate([result.boxes, new_box]),
-            proposal_scores=np.concatenate([result.proposal_scores, np.ones(1, np.float32)]),
-            instance_scores=np.concatenate([result.instance_scores, cache]),
-            include=np.concatenate([result.include, np.ones(1, bool)]),
-            from_user=np.concatenate([result.from_user, np.ones(1, bool)]),
+        return replace(
+            raw,
+            boxes=np.concatenate([raw.boxes, new_box]),
+            proposal_scores=np.concatenate([raw.proposal_scores, np.ones(1, np.float32)]),
+            instance_scores=np.concatenate([raw.instance_scores, cache]),
+            from_user=np.concatenate([raw.from_user, np.ones(1, bool)]),
         )
-        return recombine(updated, image, self.options, device=self._crf_device())
 
 
 def recombine(
-    result: SegmentationResult,
+    raw: RawMaps,
     image: np.ndarray,
-    options: PipelineOptions,
+    options: PipelineOptions = PipelineOptions(),
     *,
     include: np.ndarray | None = None,
     top_n: int | None = None,
     device: str = "cpu",
+    cache: CombineCache | None = None,
 ) -> SegmentationResult:
-    """Re-aggregate, re-ensemble and re-CRF from cached maps (no network). ``include``: ``(N,)`` bool mask;
-    ``top_n``: keep only the first ``top_n`` Edge Box proposals (sorted by objectness); user boxes are always
-    kept."""
+    """The label map of ``raw`` under ``options``: aggregate the included proposals → ensemble (when there are
+    partner scores and the mode is not off) → optional CRF → argmax. No network.
+
+    ``include``: ``(N,)`` bool mask (default: all); ``top_n``: keep only the first ``top_n`` Edge Box proposals
+    (sorted by objectness), user boxes always kept. ``cache``: the image's :class:`CombineCache`, which makes
+    repeated calls fast (incremental aggregation, the CRF's kernels kept); results are equal without it.
+    """
     timings: dict[str, float] = {}
-    inc = result.include.copy() if include is None else np.asarray(include, bool).copy()
-    if result.mode == "instances":
-        if result.instance_scores is None:
-            raise ValueError("this result keeps no per-instance maps; re-run with keep_instance_scores=True")
+    inc = np.ones(raw.num_proposals, bool) if include is None else np.asarray(include, bool).copy()
+    t0 = time.perf_counter()
+    cache = CombineCache(raw, image) if cache is None else cache.serving(raw)
+    if raw.mode == "instances" and raw.instance_scores is not None:
         if top_n is not None:
-            edge_box = ~result.from_user
-            rank = np.cumsum(edge_box)
-            inc &= ~edge_box | (rank <= top_n)
-        t0 = time.perf_counter()
-        aggregated = aggregate_instances(
-            result.instance_scores, result.boxes, result.image_hw, mode=options.aggregation, include=inc,
-            initial=result.base_scores,
-        )
+            edge_box = ~raw.from_user
+            inc &= ~edge_box | (np.cumsum(edge_box) <= top_n)
+        aggregated = cache.aggregate(inc, options.aggregation)
         timings["aggregate"] = time.perf_counter() - t0
+    elif raw.aggregated is not None:
+        aggregated = raw.aggregated
+        if raw.mode == "instances" and not inc.all():
+            raise ValueError("this result keeps no per-instance maps; re-run with keep_instance_scores=True")
     else:
-        aggregated = result.aggregated
-    probs, label = _post(aggregated, result.partner_scores, image, options, device, timings)
-    return replace(result, aggregated=aggregated, probabilities=probs, label=label, include=inc, timings=timings)
+        raise ValueError("these raw maps hold neither per-instance maps nor an aggregation")
+    t0 = time.perf_counter()
+    mode = options.ensemble if raw.partner_scores is not None else "off"
+    probs = ensemble_probabilities(aggregated, raw.partner_scores, mode, options.ensemble_weight)
+    timings["ensemble"] = time.perf_counter() - t0
+    if options.crf:
+        t0 = time.perf_counter()
+        probs = cache.crf(options.crf_params, device).refine(probs)
+        timings["crf"] = time.perf_counter() - t0
+    fields = {f.name: getattr(raw, f.name) for f in dataclasses.fields(RawMaps)}
+    fields.update(aggregated=aggregated, timings={**raw.timings, **timings})
+    return SegmentationResult(**fields, probabilities=probs, label=label_map(probs), include=inc)
 
 
-__all__ = ["PipelineOptions", "Segmenter", "recombine", "SegmentationResult", "softmax"]
+__all__ = ["PipelineOptions", "RawMaps", "Segmenter", "recombine", "SegmentationResult", "softmax"]

@@ -1,4 +1,5 @@
-"""What one segmentation run produces, keeping every intermediate so a GUI can re-combine without the network."""
+"""What one segmentation run produces: the network's :class:`RawMaps`, and the :class:`SegmentationResult`
+combined from them (kept together, so a GUI can re-combine without the network)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import numpy as np
 from deconv_gui.core.aggregation import resize_to_box, softmax
 
 
-@dataclass
-class SegmentationResult:
-    """All outputs and intermediates of one image's run.
+@dataclass(kw_only=True)
+class RawMaps:
+    """What the network produced for one image — everything a label map is combined from, nothing combined yet.
+
+    :meth:`deconv_gui.inference.pipeline.Segmenter.segment` returns it; :func:`deconv_gui.inference.pipeline.
+    recombine` is the one way from it to a :class:`SegmentationResult` (for the CLI and the app alike).
 
     Shapes: ``H, W`` image size; ``N`` proposals; ``C`` classes; ``S`` network input size (224).
 
@@ -19,15 +23,13 @@ class SegmentationResult:
       past the image); ``proposal_scores``: ``(N,)`` float32 objectness (1.0 for user boxes).
     - ``instance_scores``: ``(N, C, S, S)`` float16 raw scores per proposal at network resolution, or ``None``
       when the run did not keep them (memory-bounded CLI runs).
-    - ``aggregated``: ``(C, H, W)`` float32 aggregated raw scores (max/sum from 0) of the included proposals,
-      or a whole-image model's raw scores in whole-image mode.
-    - ``include``: ``(N,)`` bool, the proposals taking part in ``aggregated``; ``from_user``: ``(N,)`` bool, boxes
-      the user (or caller) gave rather than Edge Boxes.
+    - ``from_user``: ``(N,)`` bool, boxes the user (or caller) gave rather than Edge Boxes.
+    - ``base_scores``: ``(C, H, W)`` float32 whole-image raw scores that instance-wise aggregation starts from
+      (datasets without a background class), or ``None`` (starts from 0, the paper).
     - ``partner_scores``: ``(C, H, W)`` float32 raw scores of the ensemble partner, or ``None``.
-    - ``base_scores``: ``(C, H, W)`` float32 whole-image raw scores that instance-wise aggregation started from
-      (datasets without a background class), or ``None`` (started from 0, the paper).
-    - ``probabilities``: ``(C, H, W)`` float32 final class probabilities (after ensemble and CRF);
-      ``label``: ``(H, W)`` uint8 argmax.
+    - ``aggregated``: ``(C, H, W)`` float32 raw scores the run combined on its way — a whole-image model's
+      scores (``mode="whole"``), or the max over all proposals streamed by a run that kept no per-instance
+      maps — else ``None`` (the combination is :func:`recombine`'s).
     """
 
     image_hw: tuple[int, int]
@@ -36,16 +38,13 @@ class SegmentationResult:
     boxes: np.ndarray
     proposal_scores: np.ndarray
     instance_scores: np.ndarray | None
-    aggregated: np.ndarray
-    partner_scores: np.ndarray | None
-    probabilities: np.ndarray
-    label: np.ndarray
-    include: np.ndarray
     from_user: np.ndarray
+    partner_scores: np.ndarray | None = None
+    base_scores: np.ndarray | None = None
+    aggregated: np.ndarray | None = None
     mode: str = "instances"
     timings: dict[str, float] = field(default_factory=dict)
     device: str = ""
-    base_scores: np.ndarray | None = None
 
     @property
     def num_proposals(self) -> int:
@@ -81,3 +80,21 @@ class SegmentationResult:
         sel = labels == cls
         mask[rows, cols] = sel
         return mask, cls, float(probs[cls][sel].mean())
+
+
+@dataclass(kw_only=True)
+class SegmentationResult(RawMaps):
+    """A label map and how it was combined: the :class:`RawMaps` it came from plus
+
+    - ``aggregated``: ``(C, H, W)`` float32 aggregated raw scores (max/sum from 0 or the base) of the included
+      proposals, or a whole-image model's raw scores in whole-image mode;
+    - ``include``: ``(N,)`` bool, the proposals taking part in ``aggregated`` (user ticks ∧ top-N);
+    - ``probabilities``: ``(C, H, W)`` float32 final class probabilities (after ensemble and CRF);
+      ``label``: ``(H, W)`` uint8 argmax.
+    """
+
+    aggregated: np.ndarray
+    probabilities: np.ndarray
+    label: np.ndarray
+    include: np.ndarray
+

