@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deconv_gui.core.aggregation import AggregationMode, visible_window
+from deconv_gui.core.aggregation import AggregationMode, softmax, visible_window
 from deconv_gui.inference.result import RawMaps
 from deconv_gui.postprocess.crf import CRFParams, DenseCRF
 
@@ -71,6 +71,7 @@ class CombineCache:
         self._mode: AggregationMode | None = None
         self._crf: DenseCRF | None = None
         self._crf_key: tuple[CRFParams, str] | None = None
+        self._partner_probs: tuple[np.ndarray, np.ndarray] | None = None
 
     def _patch_dtype(self) -> torch.dtype | None:
         """float32 when every pasted proposal fits in the budget, float16 when only half precision does, else
@@ -192,6 +193,16 @@ class CombineCache:
                 self._fold(region, int(j), mode, (rows, cols))
             acc[:, rows, cols] = region
         return True
+
+    def partner_probabilities(self) -> np.ndarray | None:
+        """``softmax`` of the partner's ``(C, H, W)`` scores (computed once per partner), or None without one."""
+        scores = self.raw.partner_scores
+        if scores is None:
+            return None
+        with self._lock:
+            if self._partner_probs is None or self._partner_probs[0] is not scores:
+                self._partner_probs = (scores, softmax(scores))
+            return self._partner_probs[1]
 
     def crf(self, params: CRFParams, device: str) -> DenseCRF:
         """The image's dense CRF for ``params`` (kernels built on first use, then kept)."""

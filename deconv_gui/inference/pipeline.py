@@ -25,8 +25,8 @@ from deconv_gui.core.aggregation import (
     softmax,
 )
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
-from deconv_gui.inference.crops import crop_batch, integer_boxes
 from deconv_gui.inference.combine import CombineCache
+from deconv_gui.inference.crops import crop_batch, integer_boxes
 from deconv_gui.inference.result import RawMaps, SegmentationResult
 from deconv_gui.inference.runner import ModelRunner
 from deconv_gui.io.checkpoints import ModelMeta
@@ -322,7 +322,8 @@ def recombine(
         raise ValueError("these raw maps hold neither per-instance maps nor an aggregation")
     t0 = time.perf_counter()
     mode = options.ensemble if raw.partner_scores is not None else "off"
-    probs = ensemble_probabilities(aggregated, raw.partner_scores, mode, options.ensemble_weight)
+    probs = ensemble_probabilities(aggregated, raw.partner_scores, mode, options.ensemble_weight,
+                                   partner_probabilities=cache.partner_probabilities() if mode != "off" else None)
     timings["ensemble"] = time.perf_counter() - t0
     if options.crf:
         t0 = time.perf_counter()

@@ -24,11 +24,13 @@ ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted", "product", "off")
 
 def ensemble_probabilities(
     deconv_scores: np.ndarray, partner_scores: np.ndarray | None, mode: EnsembleMode = "mean",
-    weight: float = 0.5,
+    weight: float = 0.5, *, partner_probabilities: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return ``(C, H, W)`` probabilities for ``mode``; ``partner_scores`` may be ``None`` only with ``"off"``.
 
     ``weight`` is DeconvNet's share in ``"weighted"`` (0 = the partner alone, 1 = DeconvNet alone).
+    ``partner_probabilities``: ``softmax(partner_scores)`` when the caller has it already (a GUI re-combining
+    the same image), used by ``"mean"`` and ``"weighted"``.
     """
     if mode not in ENSEMBLE_MODES:
         raise ValueError(f"ensemble mode must be one of {ENSEMBLE_MODES}, not {mode!r}")
@@ -40,8 +42,11 @@ def ensemble_probabilities(
         raise ValueError(f"ensemble mode {mode!r} needs the partner model's scores")
     if partner_scores.shape != deconv_scores.shape:
         raise ValueError(f"score maps differ in shape: {deconv_scores.shape} vs {partner_scores.shape}")
-    if mode == "mean":
-        return (softmax(deconv_scores) + softmax(partner_scores)) * np.float32(0.5)
-    if mode == "weighted":
-        return softmax(deconv_scores) * np.float32(weight) + softmax(partner_scores) * np.float32(1.0 - weight)
+    if mode in ("mean", "weighted"):
+        share = np.float32(0.5 if mode == "mean" else weight)
+        partner = softmax(partner_scores) if partner_probabilities is None else partner_probabilities
+        out = softmax(deconv_scores)
+        out *= share
+        out += partner * (np.float32(1.0) - share)
+        return out
     return softmax(np.maximum(deconv_scores, 0.0) * np.maximum(partner_scores, 0.0))
