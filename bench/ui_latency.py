@@ -286,7 +286,10 @@ def stroke_latency(zoom: str, moves: int = 150, hw: tuple[int, int] = (3000, 400
     window.show()
     c = window.controller
     window.annotator.set_autosave_folder(Path(tempfile.mkdtemp(prefix="stroke_bench_")))  # fresh, no old edits
-    c._activate(ImageSession(Path("stroke_bench.png"), image, display=to_qimage(image)))
+    from deconv_gui.ui.controller import Pictures
+
+    c.pictures[Path("stroke_bench.png")] = Pictures(to_qimage(image))
+    c._activate(ImageSession(Path("stroke_bench.png"), image))
     label = (np.arange(w)[None, :] // 400 + np.arange(h)[:, None] // 300) % 6  # a label map overlay to draw too
     window.canvas.overlays.label.set_image(to_qimage(voc_palette(6)[label]))
     app.processEvents()

@@ -61,10 +61,7 @@ class Rendered:
     combine: CombineCache | None = None
     """The cache that serves ``raw``."""
     image: np.ndarray | None = None
-    layers: Any = None
-    """The UI's images of ``label_rgb``/``boundary_rgba``, prepared on the worker (opaque here)."""
-    display: Any = None
-    """The UI's picture of ``image`` when the run read the image itself (a folder run)."""
+    """The image, when the run read it itself (a folder run)."""
     base: RawMaps | None = None
     """The cached result this was recombined from; the UI drops it when the session's cache moved on."""
 
@@ -265,10 +262,11 @@ class Engine:
 
     def folder_job(
         self, files: list[Path], choices: ViewChoices, post: Callable[[object], None],
-        finish: Callable[[Rendered], Rendered] = lambda out: out,
+        finish: Callable[[Rendered], object] = lambda out: out,
     ) -> Job:
-        """Segment ``files`` one by one; ``post(Rendered | DeconvGuiError)`` is called (on the worker) after each
-        image; ``finish`` decorates each Rendered first. The job returns ``(succeeded, failed)``."""
+        """Segment ``files`` one by one; ``post(finish(Rendered) | DeconvGuiError)`` is called (on the worker)
+        after each image (``finish``: e.g. the UI's pictures of it, made on the worker). The job returns
+        ``(succeeded, failed)``."""
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> tuple[int, int]:
             ok = failed = 0

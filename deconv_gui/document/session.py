@@ -120,10 +120,6 @@ class ImageSession:
     summaries: list[ProposalSummary] = field(default_factory=list)
     selected: int | None = None
     state: ImageState = "not run"
-    rendered: Any = None
-    """What the UI drew last (``deconv_gui.document.engine.Rendered``)."""
-    display: Any = None
-    """The UI's prepared picture of ``image`` (opaque here)."""
     annotation: Any = None
     """The user's hand edits (``deconv_gui.document.annotation.AnnotationLayer``), or None before any."""
 

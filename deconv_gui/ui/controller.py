@@ -1,19 +1,24 @@
 """The app's controller: the document (sessions, folder, engine, choices) bound to a worker, as Qt signals.
 
 Widgets call its methods and listen to its signals; it owns no widget. Every heavy step (reading an image,
-loading weights, segmenting, recombining, adding a box, running a folder) is a job on the worker thread; its
-result is adopted only when its request id is the newest for that lane and its image is still the current one.
+loading weights, segmenting, recombining, adding a box, running a folder) is a job on the worker thread that
+carries its own completion handler (``_submit(lane, job, done, for_image=…)``): the handler runs only when the
+job is the newest of its lane and, for a job about one image, that image is still the current one. The UI's
+pictures of each image (its QImage, its result's overlay QImages) are kept here, beside the Qt-free sessions.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError, ImageReadError
@@ -28,8 +33,9 @@ from deconv_gui.document.preferences import Preferences, save_preferences
 from deconv_gui.document.proposal_choices import ProposalChoices, choices_of, load_choices, save_choices
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference import exports
-from deconv_gui.ui.qimage import prepare_layers, to_qimage
-from deconv_gui.ui.workers import Job, TaskRunner
+from deconv_gui.inference.runner import ModelRunner
+from deconv_gui.ui.qimage import LayerImages, prepare_layers, to_qimage
+from deconv_gui.ui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,37 @@ MAX_CACHED_SESSIONS = 6
 """Opened images kept with their cached maps, for going back and forth in a folder without re-running."""
 MAX_CACHE_BYTES = 2 << 30
 """…as long as their arrays stay under this (a 12 MP photo's result alone holds ~1 GB at 6 classes)."""
+
+T = TypeVar("T")
+
+
+@dataclass
+class Drawn:
+    """A result as the UI draws it: the document's :class:`Rendered` and its overlay QImages (made on the
+    worker thread), plus the image's own QImage when the job read the image itself (a folder run)."""
+
+    rendered: Rendered
+    layers: LayerImages
+    display: QImage | None = None
+
+
+@dataclass
+class Pictures:
+    """The UI's pictures of one opened image: the image as a QImage and its result's overlay layers."""
+
+    display: QImage | None = None
+    layers: LayerImages | None = None
+
+
+@dataclass
+class _Pending:
+    """A submitted job's completion: ``done(value)`` on success; ``failed(message)`` before the error is
+    reported; ``for_image``: the job is about that image and is dropped when another one is current."""
+
+    lane: str
+    done: Callable[[Any], None]
+    failed: Callable[[str], None] | None = None
+    for_image: Path | None = None
 
 
 class Controller(QObject):
@@ -78,10 +115,11 @@ class Controller(QObject):
         self.failed_path: Path | None = None
         """The file whose opening failed last, while it is the one on screen (nothing to export then)."""
         self._sessions: OrderedDict[Path, ImageSession] = OrderedDict()
+        self.pictures: dict[Path, Pictures] = {}
+        """The UI's pictures of the cached sessions (same keys, evicted together)."""
         self._latest: dict[str, int] = {}
-        self._paths: dict[int, Path | None] = {}
+        self._pending: dict[int, _Pending] = {}
         self._pending_boxes: list[np.ndarray] = []
-        self._export_paths: list[Path] = []
         self._restoring: dict[Path, ProposalChoices] = {}
         """Images reopened with saved drawn boxes / exclusions still to re-apply once they are segmented."""
         self.tasks = TaskRunner(self)
@@ -137,7 +175,20 @@ class Controller(QObject):
                 self.segment()
             return
         read = self.engine.read_job(path)
-        self._submit("open", lambda progress, cancel: _with_qimage(read(progress, cancel)), path)
+        self._submit("open", lambda progress, cancel: _with_qimage(read(progress, cancel)),
+                     lambda value, path=path: self._opened(path, *value),
+                     failed=lambda message, path=path: self._open_failed(path, message))
+
+    def _opened(self, path: Path, image: np.ndarray, display: QImage) -> None:
+        if self.folder.mark_opened(path):
+            self.state_changed.emit(path, "not run")
+        session = ImageSession(path, image)
+        self.pictures[path] = Pictures(display)
+        self._restore_choices(session)
+        self._activate(session)
+        self._remember(session)
+        if self.engine.ready:
+            self.segment()
 
     def next_image(self) -> None:
         path = self.folder.next()
@@ -148,6 +199,16 @@ class Controller(QObject):
         path = self.folder.previous()
         if path is not None and (self.session is None or path != self.session.path):
             self.open_image(path)
+
+    def display_of(self, session: ImageSession) -> QImage | np.ndarray:
+        """The picture to show for ``session``: its QImage, or its array when none was made."""
+        pictures = self.pictures.get(session.path)
+        return pictures.display if pictures is not None and pictures.display is not None else session.image
+
+    def layers_of(self, session: ImageSession) -> LayerImages | None:
+        """The overlay QImages of ``session``'s shown result, or None before one."""
+        pictures = self.pictures.get(session.path)
+        return pictures.layers if pictures is not None else None
 
     def _activate(self, session: ImageSession) -> None:
         self.session, self.failed_path = session, None
@@ -166,15 +227,24 @@ class Controller(QObject):
             if not victims:
                 break
             del self._sessions[victims[0]]
+            self.pictures.pop(victims[0], None)
 
     # --- models ------------------------------------------------------------------------------------------------
 
     def load_weights(self, path: Path) -> None:
-        self._submit("model", self.engine.load_job(Path(path), self.engine.device), Path(path))
+        path = Path(path)
+        self._submit("model", self.engine.load_job(path, self.engine.device),
+                     lambda runner: self._model_loaded(runner, path, partner=False))
 
     def import_caffe(self, source: Path, out: Path) -> None:
         """Convert a ``.caffemodel`` to the checkpoint ``out`` on the worker, then use it as the model."""
-        self._submit("model", self.engine.import_caffe_job(Path(source), Path(out), self.engine.device), Path(out))
+        out = Path(out)
+        self._submit("model", self.engine.import_caffe_job(Path(source), out, self.engine.device),
+                     lambda runner: self._model_loaded(runner, out, partner=False))
+
+    def _load_partner_file(self, path: Path) -> None:
+        self._submit("partner_model", self.engine.load_job(path, self.engine.device),
+                     lambda runner: self._model_loaded(runner, path, partner=True))
 
     def load_preset(self, preset: ModelPreset) -> None:
         """Load a bundled model and its ensemble partner (a preset without one drops the current partner)."""
@@ -199,7 +269,7 @@ class Controller(QObject):
                 self.models_described.emit(self.loaded_summary())
             self._recombine()
             return
-        self._submit("partner_model", self.engine.load_job(Path(path), self.engine.device), Path(path))
+        self._load_partner_file(Path(path))
 
     def set_device(self, device: str) -> None:
         """Reload the model(s) on ``device`` (auto/cpu/cuda)."""
@@ -207,8 +277,7 @@ class Controller(QObject):
         if self.engine.weights is not None:
             self.load_weights(self.engine.weights)
         if self.engine.partner_weights is not None:
-            self._submit("partner_model", self.engine.load_job(self.engine.partner_weights, device),
-                         self.engine.partner_weights)
+            self._load_partner_file(self.engine.partner_weights)
 
     def set_num_proposals(self, n: int) -> None:
         self.prefs.num_proposals = int(n)
@@ -233,7 +302,8 @@ class Controller(QObject):
             self.error.emit(str(exc))
             return None
         self.tasks.cancel("recombine")
-        return self._submit("segment", _with_layers(job), self.session.path)
+        return self._submit("segment", _drawn(job), lambda drawn: self._shown(drawn, "segment"),
+                            for_image=self.session.path)
 
     def cancel(self) -> None:
         self.tasks.cancel()
@@ -257,7 +327,8 @@ class Controller(QObject):
             self._pending_boxes.clear()
             return
         box = self._pending_boxes.pop(0)
-        self._submit("add_box", _with_layers(self.engine.add_box_job(s, self.choices, box)), s.path)
+        self._submit("add_box", _drawn(self.engine.add_box_job(s, self.choices, box)),
+                     lambda drawn: self._shown(drawn, "add_box"), for_image=s.path)
 
     def set_choices(self, **changes: object) -> None:
         """Change ensemble/crf/crf_params/aggregation/top_n and recombine from the cached maps."""
@@ -289,9 +360,37 @@ class Controller(QObject):
         if s is None or s.raw is None:
             return
         if s.raw.partner_scores is None and self.engine.partner is not None and self.choices.ensemble != "off":
-            self._submit("partner", self.engine.partner_job(s), s.path)
+            self._submit("partner", self.engine.partner_job(s), self._partner_scores_ready, for_image=s.path)
             return
-        self._submit("recombine", _with_layers(self.engine.recombine_job(s, self.choices)), s.path)
+        self._submit("recombine", _drawn(self.engine.recombine_job(s, self.choices)),
+                     lambda drawn: self._shown(drawn, "recombine"), for_image=s.path)
+
+    def _partner_scores_ready(self, scores: np.ndarray) -> None:
+        assert self.session is not None
+        self.session.with_partner_scores(scores)
+        self._recombine()
+
+    def _shown(self, drawn: Drawn, lane: str) -> None:
+        """A run, an added box or a re-combination of the current image is ready: adopt and show it."""
+        s, out = self.session, drawn.rendered
+        assert s is not None
+        if out.base is not None and out.base is not s.raw:
+            # Combined from raw maps that have moved on (a box was added meanwhile): do it again.
+            if lane == "add_box":
+                assert out.raw is not None
+                self._pending_boxes.insert(0, np.asarray(out.raw.boxes[-1], np.float64))
+                self._next_box()
+            else:
+                self._recombine()
+            return
+        self._adopt(s, drawn)
+        self.result_shown.emit(s)
+        timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in out.shown.timings.items())
+        self.result_summary.emit(f"{s.path.name}: {proposals_used(out.shown)} ({timings})")
+        if lane == "add_box":
+            self._next_box()
+        if lane in ("segment", "add_box"):
+            self._continue_restore(s, lane)
 
     # --- folder ------------------------------------------------------------------------------------------------
 
@@ -301,9 +400,14 @@ class Controller(QObject):
             self.error.emit("no model loaded: File → Load weights…")
             return None
         files = [f for f in self.folder.files if not only_not_run or self.folder.state(f) == "not run"]
-        job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=_add_layers_and_display)
+        job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=_drawn_with_display)
         self._eta.restart()
-        return self._submit("folder", job, None)
+        return self._submit("folder", job, self._folder_done)
+
+    def _folder_done(self, counts: tuple[int, int]) -> None:
+        ok, failed = counts
+        self.folder_run_finished.emit(ok, failed)
+        self.status.emit(f"folder run: {ok} segmented, {failed} failed")
 
     def _on_progress(self, _request_id: int, lane: str, done: int, total: int, stage: str) -> None:
         if lane == "folder" and done < total:  # Run on all images: how long is left
@@ -318,11 +422,13 @@ class Controller(QObject):
                 self._set_state(Path(item.path), "failed")
                 self.file_failed.emit(Path(item.path), str(item))
             return
-        assert isinstance(item, Rendered) and item.image is not None
-        current = self.session is not None and self.session.path == item.path
-        session = self.session if current else self._sessions.get(item.path) or ImageSession(
-            item.path, item.image, display=item.display)
+        assert isinstance(item, Drawn) and item.rendered.image is not None
+        out = item.rendered
+        current = self.session is not None and self.session.path == out.path
+        session = self.session if current else self._sessions.get(out.path) or ImageSession(out.path, out.image)
         assert session is not None
+        if out.path not in self.pictures:
+            self.pictures[out.path] = Pictures(item.display)
         self._adopt(session, item)
         self._remember(session)
         if current:
@@ -347,8 +453,8 @@ class Controller(QObject):
         if s is None or s.shown is None:
             self.error.emit("nothing to export yet: open an image and let it segment")
             return None
-        self._export_paths = [s.path]
-        return self._submit("export", self.engine.export_job(s, out_dir, formats, overwrite=overwrite), s.path)
+        return self._submit("export", self.engine.export_job(s, out_dir, formats, overwrite=overwrite),
+                            lambda written, paths=[s.path]: self._exported(paths, written))
 
     def export_all(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
         """Export every image of the file list; images without a result are segmented first (on the worker)."""
@@ -360,10 +466,15 @@ class Controller(QObject):
             self.error.emit("no model loaded to segment the images that have no result yet")
             return None
         files = list(self.folder.files)
-        self._export_paths = files
         job = self.engine.export_folder_job(files, cached, self.choices, out_dir, formats, overwrite=overwrite,
                                             saved_edits=self._saved_edits)
-        return self._submit("export", job, None)
+        return self._submit("export", job, lambda written: self._exported(files, written))
+
+    def _exported(self, paths: list[Path], written: list[Path]) -> None:
+        for p in paths:
+            self.mark_exported(p)
+        self.exported.emit(written)
+        self.status.emit(f"exported {len(written)} files")
 
     def export_dataset(self, out_dir: Path, *, overwrite: bool = False) -> int | None:
         """Write the edited images of the file list as a VOC tree for ``deconv-gui train`` (on the worker)."""
@@ -381,7 +492,11 @@ class Controller(QObject):
         except DeconvGuiError as exc:
             self.error.emit(str(exc))
             return None
-        return self._submit("dataset_export", job, None)
+        return self._submit("dataset_export", job, self._dataset_exported)
+
+    def _dataset_exported(self, written: list[Path]) -> None:
+        self.dataset_exported.emit(written)
+        self.status.emit(f"dataset export: {len(written)} files written")
 
     def _saved_edits(self, path: Path, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Autosaved edits of an image not open in the app (read on the worker; a bad file is only logged)."""
@@ -406,78 +521,40 @@ class Controller(QObject):
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
-    def _submit(self, lane: str, job: object, path: Path | None, *, supersede: bool = True) -> int:
-        request_id = self.tasks.submit(lane, job, supersede=supersede)  # type: ignore[arg-type]
+    def _submit(self, lane: str, job: Callable[[ProgressCallback, CancelToken], T], done: Callable[[T], None], *,
+                failed: Callable[[str], None] | None = None, for_image: Path | None = None) -> int:
+        """Run ``job`` on the worker in ``lane`` (superseding the lane's previous job); ``done(value)`` runs on the
+        GUI thread when it succeeds and is still wanted (see :class:`_Pending`)."""
+        request_id = self.tasks.submit(lane, job)
         self._latest[lane] = request_id
-        self._paths[request_id] = path
+        self._pending[request_id] = _Pending(lane, done, failed, for_image)
         return request_id
 
-    def _stale(self, request_id: int, lane: str) -> bool:
-        return self._latest.get(lane) != request_id
+    def _wanted(self, request_id: int, lane: str) -> _Pending | None:
+        """The pending completion of ``request_id`` if it is still wanted (newest of its lane, its image current)."""
+        pending = self._pending.pop(request_id, None)
+        if pending is None or self._latest.get(lane) != request_id:
+            return None
+        if pending.for_image is not None and (self.session is None or self.session.path != pending.for_image):
+            return None
+        return pending
 
     def _set_state(self, path: Path, state: ImageState) -> None:
         self.folder.set_state(path, state)
         self.state_changed.emit(path, state)
 
-    def _adopt(self, session: ImageSession, out: Rendered) -> None:
+    def _adopt(self, session: ImageSession, drawn: Drawn) -> None:
+        out = drawn.rendered
         if out.raw is not None:
             session.set_result(out.raw, out.shown, out.summaries, out.combine)
         session.show(out.shown)
-        session.rendered = out  # type: ignore[attr-defined]
+        self.pictures.setdefault(session.path, Pictures()).layers = drawn.layers
         self._set_state(session.path, session.state)
 
     def _on_finished(self, request_id: int, lane: str, value: object) -> None:
-        path = self._paths.pop(request_id, None)
-        if self._stale(request_id, lane):
-            return
-        s = self.session
-        if isinstance(value, Rendered) and value.base is not None and s is not None and value.base is not s.raw:
-            # Recombined from a cache that has moved on (a box was added meanwhile): do it again.
-            if lane == "add_box":
-                self._pending_boxes.insert(0, np.asarray(value.raw.boxes[-1], np.float64))  # type: ignore[union-attr]
-                self._next_box()
-            else:
-                self._recombine()
-            return
-        if lane == "open":
-            assert path is not None
-            image, display = value  # type: ignore[misc]
-            if self.folder.mark_opened(path):
-                self.state_changed.emit(path, "not run")
-            session = ImageSession(path, image, display=display)
-            self._restore_choices(session)
-            self._activate(session)
-            self._remember(session)
-            if self.engine.ready:
-                self.segment()
-        elif lane in ("model", "partner_model"):
-            self._on_model_loaded(lane, value, path)
-        elif lane == "export":
-            for p in self._export_paths:
-                self.mark_exported(p)
-            self.exported.emit(value)
-            self.status.emit(f"exported {len(value)} files")  # type: ignore[arg-type]
-        elif lane == "dataset_export":
-            self.dataset_exported.emit(value)
-            self.status.emit(f"dataset export: {len(value)} files written")  # type: ignore[arg-type]
-        elif lane == "folder":
-            ok, failed = value  # type: ignore[misc]
-            self.folder_run_finished.emit(ok, failed)
-            self.status.emit(f"folder run: {ok} segmented, {failed} failed")
-        elif s is not None and path == s.path:
-            if lane == "partner":
-                s.with_partner_scores(value)  # type: ignore[arg-type]
-                self._recombine()
-                return
-            assert isinstance(value, Rendered)
-            self._adopt(s, value)
-            self.result_shown.emit(s)
-            timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in value.shown.timings.items())
-            self.result_summary.emit(f"{s.path.name}: {proposals_used(value.shown)} ({timings})")
-            if lane == "add_box":
-                self._next_box()
-            if lane in ("segment", "add_box"):
-                self._continue_restore(s, lane)
+        pending = self._wanted(request_id, lane)
+        if pending is not None:
+            pending.done(value)
 
     # --- drawn boxes and exclusions, kept beside the autosaved edits ---------------------------------------------
 
@@ -518,15 +595,15 @@ class Controller(QObject):
             save_choices(self.edits, session.path, session.image,
                          choices_of(session.raw.from_user, session.raw.boxes, session.user_include))
 
-    def _on_model_loaded(self, lane: str, runner: object, path: Path | None) -> None:
-        assert path is not None
+    def _model_loaded(self, runner: ModelRunner, path: Path, *, partner: bool) -> None:
+        lane = "partner_model" if partner else "model"
         note = None
         try:
-            if lane == "model":
-                note = self.engine.set_runner(runner, path)  # type: ignore[arg-type]
+            if not partner:
+                note = self.engine.set_runner(runner, path)
                 self.prefs.add_recent_weights(path)
             else:
-                self.engine.set_partner(runner, path)  # type: ignore[arg-type]
+                self.engine.set_partner(runner, path)
         except DeconvGuiError as exc:
             self.error.emit(str(exc))
             return
@@ -535,8 +612,7 @@ class Controller(QObject):
         self.models_described.emit(self.loaded_summary())
         if note:  # the partner was set aside (other classes) or came back: said, never silent
             self.status.emit(note)
-        meta = getattr(runner, "meta", None)
-        recognised = meta.train_config.get("recognised") if meta is not None else None
+        recognised = runner.meta.train_config.get("recognised")
         if recognised:  # an imported Caffe / torchvision model: say what it was recognised as
             self.status.emit(f"{path.name}: {recognised}")
         # Cached maps came from another model (or lack the partner's): segment again.
@@ -555,11 +631,11 @@ class Controller(QObject):
                 self._recombine()
 
     def _on_failed(self, request_id: int, lane: str, message: str, tb: str) -> None:
-        path = self._paths.pop(request_id, None)
-        if self._stale(request_id, lane):
+        pending = self._wanted(request_id, lane)
+        if pending is None:
             return
-        if lane == "open" and path is not None:
-            self._open_failed(path, message)
+        if pending.failed is not None:
+            pending.failed(message)
         if tb:
             self.unexpected.emit(message, tb)
         else:
@@ -571,16 +647,17 @@ class Controller(QObject):
         self.folder.mark_failed(path, message)
         self._set_state(path, "failed")
         self._sessions.pop(path, None)
+        self.pictures.pop(path, None)
         self.session, self.failed_path = None, path
         self.tasks.cancel("recombine")
         self._pending_boxes.clear()
         self.image_failed.emit(path, message)
 
     def _on_cancelled(self, request_id: int, lane: str) -> None:
-        self._paths.pop(request_id, None)
+        self._pending.pop(request_id, None)
         if lane == "add_box":
             self._pending_boxes.clear()
-        if not self._stale(request_id, lane):
+        if self._latest.get(lane) == request_id:
             self.status.emit("cancelled")
             self.run_cancelled.emit()
 
@@ -590,26 +667,21 @@ class Controller(QObject):
         save_preferences(self.prefs)
 
 
-def _add_layers(out: Rendered) -> Rendered:
-    """Attach the result's QImages (called on the worker thread)."""
-    out.layers = prepare_layers(out.label_rgb, out.boundary_rgba)
-    return out
+def _drawn(job: Callable[[ProgressCallback, CancelToken], Rendered]) -> Callable[[ProgressCallback, CancelToken], Drawn]:
+    """``job`` whose Rendered result comes with its overlay QImages, converted on the worker thread."""
 
-
-def _add_layers_and_display(out: Rendered) -> Rendered:
-    """:func:`_add_layers` plus the image's own QImage (a folder run read the image on the worker)."""
-    out.display = to_qimage(out.image) if out.image is not None else None
-    return _add_layers(out)
-
-
-def _with_layers(job: Job) -> Job:
-    """``job`` whose Rendered result also carries its QImages, converted on the worker thread."""
-
-    def wrapped(progress: ProgressCallback, cancel: CancelToken) -> Rendered:
-        return _add_layers(job(progress, cancel))
+    def wrapped(progress: ProgressCallback, cancel: CancelToken) -> Drawn:
+        out = job(progress, cancel)
+        return Drawn(out, prepare_layers(out.label_rgb, out.boundary_rgba))
 
     return wrapped
 
 
-def _with_qimage(image: np.ndarray) -> tuple[np.ndarray, object]:
+def _drawn_with_display(out: Rendered) -> Drawn:
+    """A folder run's Rendered with its overlay QImages and the image's own QImage (made on the worker)."""
+    display = to_qimage(out.image) if out.image is not None else None
+    return Drawn(out, prepare_layers(out.label_rgb, out.boundary_rgba), display)
+
+
+def _with_qimage(image: np.ndarray) -> tuple[np.ndarray, QImage]:
     return image, to_qimage(image)

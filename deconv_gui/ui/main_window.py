@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
 
     def _show_image(self, session: ImageSession) -> None:
         self.setWindowTitle(f"{session.path.name} — deconv_gui")
-        self.canvas.set_image(session.display if session.display is not None else session.image)
+        self.canvas.set_image(self.controller.display_of(session))
         self.files.set_current(session.path)
         self.proposals.set_proposals([], session.user_include[:0], session.user_include[:0], None)
         self.canvas.overlays.show_instance(None)
@@ -225,10 +225,10 @@ class MainWindow(QMainWindow):
         self.legend.set_classes([], np.zeros((0, 3), np.uint8))
 
     def _show_result(self, session: ImageSession) -> None:
-        out, shown = session.rendered, session.shown
-        if out is None or shown is None:
+        layers, shown = self.controller.layers_of(session), session.shown
+        if layers is None or shown is None:
             return
-        self.canvas.overlays.show_result(out.layers, shown.boxes, shown.include, shown.from_user, shown.image_hw)
+        self.canvas.overlays.show_result(layers, shown.boxes, shown.include, shown.from_user, shown.image_hw)
         self.proposals.set_proposals(session.summaries, session.user_include, shown.include,
                                      self.controller.choices.top_n)
         self._show_legend()

@@ -178,7 +178,7 @@ def test_run_folder_then_navigate_and_export_the_folder(qtbot, window, scene_fol
     # D shows the next image from the cache: its result arrives without a new network run
     with qtbot.waitSignal(c.result_shown, timeout=WAIT_MS):
         QTest.keyClick(window, Qt.Key.Key_D)
-    assert c.session.path.name == "scene_1.png" and c.session.shown is not None and c.session.display is not None
+    assert c.session.path.name == "scene_1.png" and c.session.shown is not None and c.pictures[c.session.path].display is not None
     with qtbot.waitSignal(c.image_opened, timeout=WAIT_MS):
         QTest.keyClick(window, Qt.Key.Key_PageUp)
     assert c.session.path.name == "scene_0.png"
