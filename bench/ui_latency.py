@@ -286,7 +286,7 @@ def stroke_latency(zoom: str, moves: int = 150, hw: tuple[int, int] = (3000, 400
     window.show()
     c = window.controller
     window.annotator.set_autosave_folder(Path(tempfile.mkdtemp(prefix="stroke_bench_")))  # fresh, no old edits
-    from deconv_gui.ui.controller import Pictures
+    from deconv_gui.ui.pictures import Pictures
 
     c.pictures[Path("stroke_bench.png")] = Pictures(to_qimage(image))
     c._activate(ImageSession(Path("stroke_bench.png"), image))

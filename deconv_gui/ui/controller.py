@@ -23,18 +23,19 @@ from PySide6.QtGui import QImage
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError, ImageReadError
 from deconv_gui.document.autosave import EditsStore
-from deconv_gui.document.dataset_export import dataset_export_job
-from deconv_gui.document.engine import Engine, Rendered
+from deconv_gui.document.engine import Engine
 from deconv_gui.document.eta import Eta
 from deconv_gui.document.folder import FolderModel
 from deconv_gui.document.models import ModelPreset, describe_loaded
 from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences, save_preferences
-from deconv_gui.document.proposal_choices import ProposalChoices, choices_of, load_choices, save_choices
+from deconv_gui.document.proposal_choices import ProposalChoices
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
-from deconv_gui.inference import exports
 from deconv_gui.inference.runner import ModelRunner
-from deconv_gui.ui.qimage import LayerImages, prepare_layers, to_qimage
+from deconv_gui.ui.controller_exports import ExportCommands
+from deconv_gui.ui.controller_restore import ChoiceRestore
+from deconv_gui.ui.pictures import Drawn, Pictures, drawn, drawn_with_display, with_qimage
+from deconv_gui.ui.qimage import LayerImages
 from deconv_gui.ui.workers import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -48,24 +49,6 @@ T = TypeVar("T")
 
 
 @dataclass
-class Drawn:
-    """A result as the UI draws it: the document's :class:`Rendered` and its overlay QImages (made on the
-    worker thread), plus the image's own QImage when the job read the image itself (a folder run)."""
-
-    rendered: Rendered
-    layers: LayerImages
-    display: QImage | None = None
-
-
-@dataclass
-class Pictures:
-    """The UI's pictures of one opened image: the image as a QImage and its result's overlay layers."""
-
-    display: QImage | None = None
-    layers: LayerImages | None = None
-
-
-@dataclass
 class _Pending:
     """A submitted job's completion: ``done(value)`` on success; ``failed(message)`` before the error is
     reported; ``for_image``: the job is about that image and is dropped when another one is current."""
@@ -76,7 +59,7 @@ class _Pending:
     for_image: Path | None = None
 
 
-class Controller(QObject):
+class Controller(ExportCommands, ChoiceRestore, QObject):
     """Document + worker. Signals carry sessions/results; all are emitted on the GUI thread."""
 
     image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
@@ -175,7 +158,7 @@ class Controller(QObject):
                 self.segment()
             return
         read = self.engine.read_job(path)
-        self._submit("open", lambda progress, cancel: _with_qimage(read(progress, cancel)),
+        self._submit("open", lambda progress, cancel: with_qimage(read(progress, cancel)),
                      lambda value, path=path: self._opened(path, *value),
                      failed=lambda message, path=path: self._open_failed(path, message))
 
@@ -302,7 +285,7 @@ class Controller(QObject):
             self.error.emit(str(exc))
             return None
         self.tasks.cancel("recombine")
-        return self._submit("segment", _drawn(job), lambda drawn: self._shown(drawn, "segment"),
+        return self._submit("segment", drawn(job), lambda drawn: self._shown(drawn, "segment"),
                             for_image=self.session.path)
 
     def cancel(self) -> None:
@@ -327,7 +310,7 @@ class Controller(QObject):
             self._pending_boxes.clear()
             return
         box = self._pending_boxes.pop(0)
-        self._submit("add_box", _drawn(self.engine.add_box_job(s, self.choices, box)),
+        self._submit("add_box", drawn(self.engine.add_box_job(s, self.choices, box)),
                      lambda drawn: self._shown(drawn, "add_box"), for_image=s.path)
 
     def set_choices(self, **changes: object) -> None:
@@ -362,7 +345,7 @@ class Controller(QObject):
         if s.raw.partner_scores is None and self.engine.partner is not None and self.choices.ensemble != "off":
             self._submit("partner", self.engine.partner_job(s), self._partner_scores_ready, for_image=s.path)
             return
-        self._submit("recombine", _drawn(self.engine.recombine_job(s, self.choices)),
+        self._submit("recombine", drawn(self.engine.recombine_job(s, self.choices)),
                      lambda drawn: self._shown(drawn, "recombine"), for_image=s.path)
 
     def _partner_scores_ready(self, scores: np.ndarray) -> None:
@@ -400,7 +383,7 @@ class Controller(QObject):
             self.error.emit("no model loaded: File → Load weights…")
             return None
         files = [f for f in self.folder.files if not only_not_run or self.folder.state(f) == "not run"]
-        job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=_drawn_with_display)
+        job = self.engine.folder_job(files, self.choices, self._folder_item.emit, finish=drawn_with_display)
         self._eta.restart()
         return self._submit("folder", job, self._folder_done)
 
@@ -433,91 +416,6 @@ class Controller(QObject):
         self._remember(session)
         if current:
             self.result_shown.emit(session)
-
-    # --- exports -----------------------------------------------------------------------------------------------
-
-    def existing_outputs(self, out_dir: Path, formats: set[str], *, whole_folder: bool) -> list[Path]:
-        """Files an export would overwrite (ask the user first)."""
-        if whole_folder:
-            return exports.existing_folder_outputs(out_dir, self.folder.files, formats)
-        if self.session is None:
-            return []
-        return exports.existing_outputs(out_dir, self.session.path.stem, formats)
-
-    def export_current(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
-        """Write the shown result of the current image in ``formats`` (on the worker)."""
-        s = self.session
-        if s is None and self.failed_path is not None:
-            self.error.emit(f"{self.failed_path.name} could not be opened: there is nothing to export for it")
-            return None
-        if s is None or s.shown is None:
-            self.error.emit("nothing to export yet: open an image and let it segment")
-            return None
-        return self._submit("export", self.engine.export_job(s, out_dir, formats, overwrite=overwrite),
-                            lambda written, paths=[s.path]: self._exported(paths, written))
-
-    def export_all(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
-        """Export every image of the file list; images without a result are segmented first (on the worker)."""
-        if not self.folder.files:
-            self.error.emit("no folder is open")
-            return None
-        cached = {p: (s.image, s.shown, s.edited_label()) for p, s in self._sessions.items() if s.shown is not None}
-        if len(cached) < len(self.folder.files) and not self.engine.ready:
-            self.error.emit("no model loaded to segment the images that have no result yet")
-            return None
-        files = list(self.folder.files)
-        job = self.engine.export_folder_job(files, cached, self.choices, out_dir, formats, overwrite=overwrite,
-                                            saved_edits=self._saved_edits)
-        return self._submit("export", job, lambda written: self._exported(files, written))
-
-    def _exported(self, paths: list[Path], written: list[Path]) -> None:
-        for p in paths:
-            self.mark_exported(p)
-        self.exported.emit(written)
-        self.status.emit(f"exported {len(written)} files")
-
-    def export_dataset(self, out_dir: Path, *, overwrite: bool = False) -> int | None:
-        """Write the edited images of the file list as a VOC tree for ``deconv-gui train`` (on the worker)."""
-        store = self.edits
-        cached = {p: (s.image, s.shown, s.edited_label()) for p, s in self._sessions.items()
-                  if s.annotation is not None and s.annotation.has_edits}
-        files = list(self.folder.files) or ([self.session.path] if self.session is not None else [])
-        if not cached and not any(store.has_edits(p) for p in files):
-            self.error.emit("no edited image to export: paint some corrections first")
-            return None
-        try:
-            job = dataset_export_job(self.engine, files, cached, self.choices, Path(out_dir), overwrite=overwrite,
-                                     has_saved_edits=lambda p: p not in cached and store.has_edits(p),
-                                     saved_edits=self._saved_edits)
-        except DeconvGuiError as exc:
-            self.error.emit(str(exc))
-            return None
-        return self._submit("dataset_export", job, self._dataset_exported)
-
-    def _dataset_exported(self, written: list[Path]) -> None:
-        self.dataset_exported.emit(written)
-        self.status.emit(f"dataset export: {len(written)} files written")
-
-    def _saved_edits(self, path: Path, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Autosaved edits of an image not open in the app (read on the worker; a bad file is only logged)."""
-        return self.edits.load(path, image, set_aside=False)
-
-    def set_edits_folder(self, folder: Path | None) -> None:
-        """Autosave edits into a project ``folder`` (None: the default one outside the data, never next to the
-        images); remembered in the preferences."""
-        self.edits = EditsStore(Path(folder) if folder else default_edits_folder())
-        self.prefs.annotation_folder = str(folder) if folder else None
-
-    def mark_changed(self, session: ImageSession) -> None:
-        """The user edited ``session`` (by hand): an exported image goes back to "segmented"."""
-        session.edited()
-        self._set_state(session.path, session.state)
-
-    def mark_exported(self, path: Path) -> None:
-        s = self._sessions.get(Path(path))
-        if s is not None:
-            s.state = "exported"
-        self._set_state(Path(path), "exported")
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
@@ -555,45 +453,6 @@ class Controller(QObject):
         pending = self._wanted(request_id, lane)
         if pending is not None:
             pending.done(value)
-
-    # --- drawn boxes and exclusions, kept beside the autosaved edits ---------------------------------------------
-
-    def _restore_choices(self, session: ImageSession) -> None:
-        """A reopened image: its saved ticks apply to the first run; its drawn boxes are added after it."""
-        saved = load_choices(self.edits, session.path, session.image)
-        if saved is not None:
-            session.user_include = saved.edge_include()
-            self._restoring[session.path] = saved
-
-    def _continue_restore(self, session: ImageSession, lane: str) -> None:
-        """After a run or a drawn box landed: re-add the saved boxes, then untick the saved ones; else save."""
-        saved = self._restoring.get(session.path)
-        if saved is None:
-            if lane == "add_box":
-                self._save_choices(session)
-            return
-        if session.raw is None:
-            return
-        drawn = int(session.raw.from_user.sum())
-        if session.raw.mode == "instances" and lane == "segment" and saved.boxes and not drawn:
-            self._pending_boxes.extend(np.asarray(b, np.float64) for b in saved.boxes)
-            self._next_box()
-            return
-        if session.raw.mode == "instances" and drawn < len(saved.boxes):
-            return  # more boxes on their way
-        del self._restoring[session.path]
-        for index in saved.excluded_boxes():
-            if index < len(session.user_include):
-                session.set_included(index, False)
-        self.status.emit(f"{session.path.name}: restored your {len(saved.boxes)} drawn box(es) and "
-                         f"{len(saved.excluded)} unticked proposal(s)")
-        if saved.excluded_boxes():
-            self._recombine()
-
-    def _save_choices(self, session: ImageSession) -> None:
-        if session.raw is not None and session.path not in self._restoring:
-            save_choices(self.edits, session.path, session.image,
-                         choices_of(session.raw.from_user, session.raw.boxes, session.user_include))
 
     def _model_loaded(self, runner: ModelRunner, path: Path, *, partner: bool) -> None:
         lane = "partner_model" if partner else "model"
@@ -666,22 +525,3 @@ class Controller(QObject):
         self.tasks.shutdown()
         save_preferences(self.prefs)
 
-
-def _drawn(job: Callable[[ProgressCallback, CancelToken], Rendered]) -> Callable[[ProgressCallback, CancelToken], Drawn]:
-    """``job`` whose Rendered result comes with its overlay QImages, converted on the worker thread."""
-
-    def wrapped(progress: ProgressCallback, cancel: CancelToken) -> Drawn:
-        out = job(progress, cancel)
-        return Drawn(out, prepare_layers(out.label_rgb, out.boundary_rgba))
-
-    return wrapped
-
-
-def _drawn_with_display(out: Rendered) -> Drawn:
-    """A folder run's Rendered with its overlay QImages and the image's own QImage (made on the worker)."""
-    display = to_qimage(out.image) if out.image is not None else None
-    return Drawn(out, prepare_layers(out.label_rgb, out.boundary_rgba), display)
-
-
-def _with_qimage(image: np.ndarray) -> tuple[np.ndarray, QImage]:
-    return image, to_qimage(image)
