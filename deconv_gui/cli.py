@@ -16,6 +16,14 @@ from pathlib import Path
 
 from deconv_gui.cli_tune import add_tune_parsers, cmd_tune_crf, cmd_tune_ensemble
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import (
+    AGGREGATIONS,
+    DATASET_FORMATS,
+    DEVICES,
+    ENSEMBLE_MODES,
+    INFERENCE_MODES,
+    PRECISIONS,
+)
 from deconv_gui.training.cli_train import add_train_parser, cmd_train
 
 log = logging.getLogger("deconv_gui")
@@ -31,13 +39,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-model", default=None, help="structured-edge model file (model.yml.gz) for Edge Boxes")
     p.add_argument("--edges", choices=("auto", "hed", "gradient"), default=None,
                    help="edge source for Edge Boxes (auto: HED when installed, else built-in gradients)")
-    p.add_argument("--mode", choices=("auto", "instances", "whole"), default="auto",
+    p.add_argument("--mode", choices=INFERENCE_MODES, default="auto",
                    help="instance-wise (DeconvNet) or whole-image inference; auto picks by architecture")
-    p.add_argument("--aggregation", choices=("max", "sum"), default="max", help="paper Eq. 1 (max) or Eq. 2 (sum)")
+    p.add_argument("--aggregation", choices=AGGREGATIONS, default="max", help="paper Eq. 1 (max) or Eq. 2 (sum)")
     p.add_argument("--base", choices=("auto", "zeros", "whole"), default="auto",
                    help="instance-wise aggregation starts from 0 (paper) or from a whole-image pass; auto: the "
                         "whole-image pass when class 0 is not 'background' (e.g. CamVid's Sky)")
-    p.add_argument("--ensemble", choices=("auto", "mean", "weighted", "product", "off"), default="auto",
+    p.add_argument("--ensemble", choices=("auto", *ENSEMBLE_MODES), default="auto",
                    help="combine with --partner: mean (paper), weighted (the weight tune-ensemble stored), product "
                         "(original code) or off; auto: weighted when the checkpoint has a weight, else mean")
     p.add_argument("--crf-preset", choices=("auto", "deconvnet"), default="auto",
@@ -45,8 +53,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "deconvnet = DeconvNet's VOC values")
     p.add_argument("--partner", default=None, help="whole-image partner checkpoint (FCN-8s) for the ensemble")
     p.add_argument("--crf", action="store_true", help="refine with the fully connected CRF")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--batch", type=int, default=0, help="crops per forward pass (0 = auto)")
 
 
@@ -72,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="per-class IoU of a model on a dataset split")
     ev.add_argument("--data", required=True, help="dataset root folder")
-    ev.add_argument("--format", choices=("camvid", "voc", "folder"), required=True)
+    ev.add_argument("--format", choices=DATASET_FORMATS, required=True)
     ev.add_argument("--split", default="val")
     ev.add_argument("--limit", type=int, default=0, help="evaluate only the first N images (0 = all)")
     _add_model_args(ev)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import DATASET_FORMATS
 
 
 def add_tune_parsers(sub: argparse._SubParsersAction, add_model_args) -> None:  # noqa: ANN001 - cli's helper
@@ -31,7 +32,7 @@ def add_tune_parsers(sub: argparse._SubParsersAction, add_model_args) -> None:  
                        ("tune-crf", "grid-search the dense-CRF kernels on held-out images")):
         p = sub.add_parser(name, help=what, description=__doc__.split("\n\n")[0])
         p.add_argument("--data", required=True, help="dataset root folder")
-        p.add_argument("--format", choices=("camvid", "voc", "folder"), required=True)
+        p.add_argument("--format", choices=DATASET_FORMATS, required=True)
         p.add_argument("--split", default="val", help="split expression to choose on (e.g. 'train@0006R0')")
         p.add_argument("--limit", type=int, default=0, help="use only the first N images (0 = all)")
         p.add_argument("--out", default=None, help="write the tuned checkpoint here instead of into --weights")

@@ -14,11 +14,10 @@ sampling convention is the half-pixel one of ``cv2.resize(..., INTER_LINEAR)`` (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
-AggregationMode = Literal["max", "sum"]
+from deconv_gui.core.vocabulary import AggregationMode  # noqa: E402 - re-exported
 
 
 def bilinear_weights(out_len: int, in_len: int, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import DEVICES
 from deconv_gui.io.atomic import atomic_write_bytes
 from deconv_gui.io.files import resolved
 from deconv_gui.postprocess.crf import CRFParams
@@ -79,7 +80,6 @@ def preferences_path() -> Path:
     return config_dir() / "preferences.json"
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 _unwritable: set[Path] = set()
 """Preferences files whose last save failed (warned about once)."""

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import DATASET_FORMATS, DEVICES, STAGES
 
 log = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("camvid", "voc", "folder")
-STAGES: tuple[str, ...] = ("stage1", "stage2", "whole")
+FORMATS = DATASET_FORMATS
 #: The stage choice that runs stage 1, then stage 2 initialised from stage 1's final weights.
 CHAINED_STAGES = "stage1+stage2"
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 METRICS_FILE = "metrics.jsonl"
 CONSOLE_FILE = "console.log"
 

@@ -36,6 +36,7 @@ import numpy as np
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError, OutputError
 from deconv_gui.core.palette import palette_for
+from deconv_gui.core.vocabulary import EXPORT_FORMATS
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.io.atomic import first_visit
 from deconv_gui.io.exports import (
@@ -56,7 +57,7 @@ from deconv_gui.io.label_maps import write_index_png, write_overlay_png, write_p
 
 log = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("palette", "index", "overlay", "instances", "coco")
+FORMATS = EXPORT_FORMATS
 FOLDER_COCO_NAME = "coco.json"
 
 PathLike = str | os.PathLike[str]

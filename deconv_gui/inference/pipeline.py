@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from deconv_gui.core.aggregation import (
     softmax,
 )
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
+from deconv_gui.core.vocabulary import BaseMode, InferenceMode, uses_whole_image_base
 from deconv_gui.inference.combine import CombineCache
 from deconv_gui.inference.crops import crop_batch, integer_boxes
 from deconv_gui.inference.result import RawMaps, SegmentationResult
@@ -35,22 +35,6 @@ from deconv_gui.postprocess.ensemble import EnsembleMode, ensemble_probabilities
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, proposals_from_boxes
 
 log = logging.getLogger(__name__)
-
-InferenceMode = Literal["auto", "instances", "whole"]
-BaseMode = Literal["auto", "zeros", "whole"]
-
-
-def uses_whole_image_base(base: BaseMode, class_names: list[str]) -> bool:
-    """Whether instance-wise aggregation starts from a whole-image pass instead of 0.
-
-    The paper starts from 0, so pixels no proposal covers end as class 0 — right when class 0 is "background"
-    (VOC), wrong when it is a real class (CamVid's Sky). ``"auto"`` starts from the whole-image scores exactly
-    when class 0 is not named background.
-    """
-    if base == "auto":
-        return not class_names or class_names[0].strip().lower() not in ("background", "bg", "_background_")
-    return base == "whole"
-
 
 @dataclass(frozen=True)
 class PipelineOptions:

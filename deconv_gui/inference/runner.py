@@ -20,19 +20,18 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import PRECISIONS, Precision
 from deconv_gui.inference.fuse import fuse_batchnorm, layers_as_matmul
 from deconv_gui.io.checkpoints import ModelMeta
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -58,7 +57,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The concrete precision for ``device`` (see module docstring)."""
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
+    if precision not in PRECISIONS:
         raise DeconvGuiError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     if precision == "auto":
         if device.type == "cuda":

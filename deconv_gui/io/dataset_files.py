@@ -17,16 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from deconv_gui.core.errors import DatasetError
 from deconv_gui.core.palette import CAMVID_CLASSES, VOC_CLASSES
+from deconv_gui.core.vocabulary import DATASET_FORMATS
 from deconv_gui.io.images import IMAGE_SUFFIXES
-
-DatasetFormat = Literal["camvid", "voc", "folder"]
-DATASET_FORMATS: tuple[str, ...] = ("camvid", "voc", "folder")
 
 
 @dataclass(frozen=True)

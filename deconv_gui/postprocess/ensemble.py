@@ -12,14 +12,10 @@ Both inputs are raw class scores ``(C, H, W)`` float32 on the same grid; the res
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from deconv_gui.core.aggregation import softmax
-
-EnsembleMode = Literal["mean", "weighted", "product", "off"]
-ENSEMBLE_MODES: tuple[str, ...] = ("mean", "weighted", "product", "off")
+from deconv_gui.core.vocabulary import ENSEMBLE_MODES, EnsembleMode
 
 
 def ensemble_probabilities(

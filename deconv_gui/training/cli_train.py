@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import DATASET_FORMATS, DEVICES, STAGES, TRAINING_PRECISIONS
 
 #: flag dest → config field (flags default to None so that only the ones given override the file).
 _FLAG_FIELDS = {
@@ -36,10 +37,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p = sub.add_parser("train", help="train a segmentation model (resumable; torchrun for several processes)",
                        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="dataset root folder")
-    p.add_argument("--format", choices=("camvid", "voc", "folder"))
+    p.add_argument("--format", choices=DATASET_FORMATS)
     p.add_argument("--arch", choices=("deconvnet", "fcn8s", "pspnet", "linknet"))
     p.add_argument("--width", type=float, help="channel width multiplier (1.0 = the paper's network)")
-    p.add_argument("--stage", choices=("stage1", "stage2", "whole"),
+    p.add_argument("--stage", choices=STAGES,
                    help="DeconvNet's instance stages, or whole-image training (any architecture)")
     p.add_argument("--iterations", type=int, help="optimizer steps")
     p.add_argument("--batch-size", type=int, help="samples per forward pass (per process)")
@@ -61,8 +62,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--config", metavar="FILE", help="YAML or TOML file of settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config field, e.g. --set crop=[352,480] (repeatable; wins over everything)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=TRAINING_PRECISIONS)
     p.add_argument("--workers", type=int, help="data-loading processes (0 = in the main process)")
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = default)")
     p.add_argument("--val-every", type=int, help="validate every N iterations (0 = only at the end)")

@@ -23,6 +23,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from deconv_gui.core.errors import DeconvGuiError
+from deconv_gui.core.vocabulary import DATASET_FORMATS, DEVICES, STAGES, TRAINING_PRECISIONS
 from deconv_gui.models.registry import MODEL_BUILDERS
 
 try:  # Python ≥ 3.11
@@ -31,8 +32,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10: YAML only
     tomllib = None  # type: ignore[assignment]
 
 ARCHITECTURES = tuple(MODEL_BUILDERS)
-STAGES = ("stage1", "stage2", "whole")
-FORMATS = ("camvid", "voc", "folder")
+FORMATS = DATASET_FORMATS
 _CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,
     "arch": ARCHITECTURES,
@@ -41,8 +41,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("step", "poly", "constant"),
     "class_weighting": ("none", "linknet"),
     "val_mode": ("whole", "instances"),
-    "device": ("auto", "cpu", "cuda"),
-    "precision": ("fp32", "bf16", "fp16"),
+    "device": DEVICES,
+    "precision": TRAINING_PRECISIONS,
     "channels_last": ("auto", "on", "off"),
 }
 #: Fields a resumed run may change (they do not alter the maths of the steps already taken).

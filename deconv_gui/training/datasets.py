@@ -47,6 +47,7 @@ from tqdm import tqdm
 from deconv_gui.core.errors import DatasetError, ImageReadError
 from deconv_gui.core.palette import CAMVID_CLASSES, CAMVID_COLOURS, VOID, voc_palette
 from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, SYNTHETIC_COLOURS
+from deconv_gui.core.vocabulary import has_background_class
 from deconv_gui.io.dataset_files import DATASET_FORMATS, DatasetFiles, find_dataset_files
 from deconv_gui.io.images import read_image
 from deconv_gui.io.label_maps import read_label_png
@@ -232,7 +233,7 @@ def _thing_classes(root: Path, names: list[str], builtin_camvid: bool) -> tuple[
         return tuple(sorted(set(ids)))
     if builtin_camvid:
         return tuple(names.index(n) for n in CAMVID_THING_NAMES)
-    if names and names[0].lower() == "background":
+    if has_background_class(names):
         return tuple(range(1, len(names)))
     return tuple(range(len(names)))
 

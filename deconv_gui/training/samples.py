@@ -40,6 +40,7 @@ from tqdm import tqdm
 from deconv_gui.core.boxes import box_iou, enlarge_boxes, integer_box
 from deconv_gui.core.errors import DatasetError
 from deconv_gui.core.palette import VOID
+from deconv_gui.core.vocabulary import is_background
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.proposal_cache import ProposalCache
 
@@ -218,9 +219,9 @@ class EvalImages(_EpochSamples):
 
 
 def background_class(class_names: list[str]) -> int | None:
-    """Index of the class named ``background`` (case-insensitive), or ``None``."""
+    """Index of the class named background (:func:`~deconv_gui.core.vocabulary.is_background`), or ``None``."""
     for k, name in enumerate(class_names):
-        if name.lower() == "background":
+        if is_background(name):
             return k
     return None
 

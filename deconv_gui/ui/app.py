@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
 
+from deconv_gui.core.vocabulary import DEVICES
+
 log = logging.getLogger(__name__)
 
 NO_DISPLAY = ("deconv_gui needs a display: run it in a desktop session, or set QT_QPA_PLATFORM=offscreen "
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", help="an image or a folder of images (default: the bundled demo scene)")
     p.add_argument("--weights", help="checkpoint to load (default: the bundled demo model)")
     p.add_argument("--partner", help="ensemble partner checkpoint (e.g. FCN-8s)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the networks run")
+    p.add_argument("--device", choices=DEVICES, help="where the networks run")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 

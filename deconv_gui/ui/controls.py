@@ -14,10 +14,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from deconv_gui.core.vocabulary import AGGREGATIONS
 from deconv_gui.document.session import ViewChoices
 
-ENSEMBLE_MODES = ("off", "mean", "product")
-AGGREGATIONS = ("max", "sum")
+ENSEMBLE_MENU = ("off", "mean", "product")
+"""The ensemble rules the app offers (of the vocabulary's ``ENSEMBLE_MODES``), "off" first."""
 
 
 def available_devices() -> list[str]:
@@ -43,7 +44,7 @@ class ControlsPanel(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(6, 6, 6, 6)
         self.ensemble = QComboBox()
-        self.ensemble.addItems(ENSEMBLE_MODES)
+        self.ensemble.addItems(ENSEMBLE_MENU)
         self.ensemble.setToolTip("combine with the FCN partner (Model → Load ensemble partner…)")
         self.ensemble.currentTextChanged.connect(self.ensemble_changed)
         self._ensemble_choice = "mean"  # the user's rule, shown again once a partner is loaded
