@@ -180,7 +180,7 @@ def pixel_winner(
     :func:`winner_map`."""
     best = np.float32(base_score) if base_score is not None else np.float32(0.0)
     code = WINNER_BASE if base_score is not None else WINNER_NONE
-    for i, value in zip(indices.tolist(), scores[:, class_id]):
+    for i, value in zip(indices.tolist(), scores[:, class_id], strict=True):
         if value > best:
             best, code = value, int(i)
     return code, float(best)
