@@ -22,6 +22,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QColor
@@ -255,6 +256,10 @@ class ProposalsPanel(QWidget):
             sm.setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect
                                | QItemSelectionModel.SelectionFlag.Rows)
             self.table.scrollTo(idx)
+            # Right after a model reset (a new result) the view lays its rows out later and ignores scrollTo:
+            # scroll again once it has.
+            later = QPersistentModelIndex(idx)
+            QTimer.singleShot(0, self.table, lambda: later.isValid() and self.table.scrollTo(QModelIndex(later)))
         sm.blockSignals(False)
         self.table.viewport().update()
 
