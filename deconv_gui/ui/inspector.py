@@ -189,6 +189,22 @@ class Inspector(QObject):
         self.message.emit(f"({x}, {y}) was won by proposal {source_name(code)}{hidden}")
         return code
 
+    def show_inspection(self, x: int, y: int) -> None:
+        """Everything at once, for a screenshot: the winner layer on, pixel ``(x, y)`` explained and its winner
+        selected."""
+        window = self.parent()
+        layers = getattr(window, "layers", None)
+        if layers is not None:
+            layers.checks["winner"].setChecked(True)
+        actions = getattr(window, "actions_", {})
+        if "explain" in actions:
+            actions["explain"].setChecked(True)
+        else:
+            self.set_explaining(True)
+        self.pick_winner(x + 0.5, y + 0.5)
+        self._hover = (x, y)
+        self.explain_now()
+
     def shutdown(self) -> None:
         self.tasks.shutdown()
 
