@@ -160,16 +160,43 @@ def pixel_sources(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The included proposals whose box covers pixel ``(x, y)`` and their pasted scores there:
     ``(indices (M,) int64, scores (M, C) float32)``, in proposal order."""
-    indices, rows = [], []
-    for i in range(len(boxes)):
-        if include is not None and not include[i]:
-            continue
-        scores = sample_box(np.asarray(instance_scores[i]), boxes[i], image_hw, x, y)
-        if scores is not None:
-            indices.append(i)
-            rows.append(scores)
-    num_classes = np.asarray(instance_scores[0]).shape[0] if len(boxes) else 0
-    return np.asarray(indices, np.int64), (np.stack(rows) if rows else np.zeros((0, num_classes), np.float32))
+    b = np.asarray(boxes, np.int64).reshape(-1, 4)
+    h, w = image_hw
+    covers = (b[:, 0] <= x) & (x < b[:, 2]) & (b[:, 1] <= y) & (y < b[:, 3]) & (0 <= x < w) & (0 <= y < h)
+    if include is not None:
+        covers &= np.asarray(include, bool)
+    indices = np.flatnonzero(covers).astype(np.int64)
+    if isinstance(instance_scores, np.ndarray):  # the app's (N, C, S, S) cache: all proposals in one gather
+        return indices, _sample_many(instance_scores, b[indices], x, y, indices)
+    rows = [sample_box(np.asarray(instance_scores[i]), b[i], image_hw, x, y) for i in indices.tolist()]
+    num_classes = np.asarray(instance_scores[0]).shape[0] if len(b) else 0
+    return indices, (np.stack(rows) if rows else np.zeros((0, num_classes), np.float32))  # type: ignore[arg-type]
+
+
+def _taps_at(out_len: np.ndarray, in_len: int, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`~deconv_gui.core.aggregation.bilinear_taps` of output sample ``j[m]`` of a resize to ``out_len[m]``,
+    for many resizes at once (the same float64 formula, so the same taps)."""
+    src = np.clip((j.astype(np.float64) + 0.5) * (in_len / out_len.astype(np.float64)) - 0.5, 0.0, in_len - 1)
+    lo = np.floor(src).astype(np.int64)
+    return lo, np.minimum(lo + 1, in_len - 1), (src - lo).astype(np.float32)
+
+
+def _sample_many(instance_scores: np.ndarray, boxes: np.ndarray, x: int, y: int, indices: np.ndarray) -> np.ndarray:
+    """:func:`sample_box` at ``(x, y)`` for the proposals ``indices`` (their ``boxes`` ``(M, 4)`` cover the pixel):
+    ``(M, C) float32``, bit-identical to it — ~20 array operations for any M instead of M small resizes."""
+    _, num_classes, s_h, s_w = instance_scores.shape
+    if not len(indices):
+        return np.zeros((0, num_classes), np.float32)
+    y_lo, y_hi, fy = _taps_at(boxes[:, 3] - boxes[:, 1], s_h, y - boxes[:, 1])
+    x_lo, x_hi, fx = _taps_at(boxes[:, 2] - boxes[:, 0], s_w, x - boxes[:, 0])
+    m, c = indices[:, None], np.arange(num_classes)[None, :]
+    tl = instance_scores[m, c, y_lo[:, None], x_lo[:, None]].astype(np.float32)
+    bl = instance_scores[m, c, y_hi[:, None], x_lo[:, None]].astype(np.float32)
+    tr = instance_scores[m, c, y_lo[:, None], x_hi[:, None]].astype(np.float32)
+    br = instance_scores[m, c, y_hi[:, None], x_hi[:, None]].astype(np.float32)
+    left = tl + (bl - tl) * fy[:, None]  # resize_to_box's order: rows first, then columns
+    right = tr + (br - tr) * fy[:, None]
+    return left + (right - left) * fx[:, None]
 
 
 def pixel_winner(

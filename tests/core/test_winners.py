@@ -133,3 +133,17 @@ def test_winner_colours_are_distinct_and_base_grey() -> None:
     assert rgba[0, 0, 3] == 0  # nothing won: transparent
     assert tuple(rgba[0, 1]) == (128, 128, 128, 255)
     assert tuple(rgba[0, 2, :3]) == tuple(colours[0]) and tuple(rgba[0, 3, :3]) == tuple(colours[49])
+
+
+def test_pixel_sources_gathers_like_one_box_at_a_time() -> None:
+    scores, boxes, include, _, _, label = random_case(5, False)
+    hw = label.shape
+    for y in range(hw[0]):
+        for x in range(hw[1]):
+            idx, many = pixel_sources(scores, boxes, hw, x, y, include=include)
+            idx_list, one = pixel_sources(list(scores), boxes, hw, x, y, include=include)  # the per-box path
+            np.testing.assert_array_equal(idx, idx_list)
+            np.testing.assert_array_equal(many, one)
+            for k, i in enumerate(idx.tolist()):
+                np.testing.assert_array_equal(many[k], sample_box(scores[i], boxes[i], hw, x, y))
+    assert pixel_sources(scores, boxes, hw, -1, 0)[0].size == 0
