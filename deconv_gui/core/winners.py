@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deconv_gui.core.aggregation import bilinear_taps, visible_window
+from deconv_gui.core.aggregation import bilinear_taps, box_taps
 
 WINNER_BASE = -1
 """Winner code: the whole-image base pass (also every pixel of a whole-image model's result)."""
@@ -102,14 +102,11 @@ def paste_labelled(
     Reads the four bilinear taps of the one class per pixel instead of resizing all C maps: ~20 array operations
     per visible pixel whatever C is (3-5× faster than resizing the classes present).
     """
-    window = visible_window(box, image_hw)
-    if window is None:
-        return None
-    rows, cols, box_rows, box_cols = window
-    x0, y0, x1, y1 = (int(v) for v in box)
     num_classes, s_h, s_w = scores.shape
-    y_lo, y_hi, fy = bilinear_taps(y1 - y0, s_h, box_rows.start, box_rows.stop)
-    x_lo, x_hi, fx = bilinear_taps(x1 - x0, s_w, box_cols.start, box_cols.stop)
+    taps = box_taps(box, image_hw, s_h, s_w)
+    if taps is None:
+        return None
+    (rows, cols), (y_lo, y_hi, fy), (x_lo, x_hi, fx) = taps
     flat = scores.reshape(-1)
     lab = np.minimum(label[rows, cols], num_classes - 1).astype(np.int32)
     top_left = lab * np.int32(s_h * s_w) + (y_lo * s_w).astype(np.int32)[:, None] + x_lo.astype(np.int32)[None, :]
