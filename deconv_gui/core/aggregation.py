@@ -57,22 +57,34 @@ def visible_window(box: Sequence[int], image_hw: tuple[int, int]) -> tuple[slice
     return slice(vy0, vy1), slice(vx0, vx1), slice(vy0 - y0, vy1 - y0), slice(vx0 - x0, vx1 - x0)
 
 
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def box_taps(box: Sequence[int], image_hw: tuple[int, int], s_h: int, s_w: int) -> tuple[tuple[slice, slice], Taps, Taps] | None:
+    """What resizing an ``(S_h, S_w)`` map to the integer ``box`` reads for its visible part:
+    ``((img_rows, img_cols), (y_lo, y_hi, fy), (x_lo, x_hi, fx))`` — the image slices and the
+    :func:`bilinear_taps` of those rows and columns — or None when the box lies outside the image."""
+    window = visible_window(box, image_hw)
+    if window is None:
+        return None
+    img_rows, img_cols, box_rows, box_cols = window
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return ((img_rows, img_cols), bilinear_taps(y1 - y0, s_h, box_rows.start, box_rows.stop),
+            bilinear_taps(x1 - x0, s_w, box_cols.start, box_cols.stop))
+
+
 def resize_to_box(scores: np.ndarray, box: Sequence[int], image_hw: tuple[int, int]) -> tuple[np.ndarray, tuple[slice, slice]] | None:
     """Resize ``scores`` ``(C, S_h, S_w)`` to the integer ``box`` and return only its visible part.
 
     Returns ``(patch, (rows, cols))`` with ``patch`` ``(C, h_vis, w_vis)`` float32 and the image slices it
     covers, or ``None`` when the box lies entirely outside the image.
     """
-    window = visible_window(box, image_hw)
-    if window is None:
+    taps = box_taps(box, image_hw, scores.shape[1], scores.shape[2])
+    if taps is None:
         return None
-    img_rows, img_cols, box_rows, box_cols = window
-    x0, y0, x1, y1 = (int(v) for v in box)
-    _, s_h, s_w = scores.shape
+    (img_rows, img_cols), (y_lo, y_hi, fy), (x_lo, x_hi, fx) = taps
     # Separable two-tap interpolation (the sparse form of bilinear_weights' matrices): ~4 multiply-adds per
     # output value instead of a dense GEMM's S — 10-20× faster than the matrix product on the CPU.
-    y_lo, y_hi, fy = bilinear_taps(y1 - y0, s_h, box_rows.start, box_rows.stop)
-    x_lo, x_hi, fx = bilinear_taps(x1 - x0, s_w, box_cols.start, box_cols.stop)
     top = scores[:, y_lo, :].astype(np.float32)
     rows = top + (scores[:, y_hi, :].astype(np.float32) - top) * fy[None, :, None]  # (C, h_vis, S_w)
     left = rows[:, :, x_lo]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LAYER_NAMES: tuple[str, ...] = ("label map", "boundaries", "edits", "instance mask", "proposal boxes")
+LAYER_NAMES: tuple[str, ...] = ("label map", "winner", "boundaries", "edits", "instance mask", "proposal boxes")
 
 
 @dataclass
@@ -23,6 +23,7 @@ def default_layers() -> dict[str, LayerState]:
     """The app's overlays, bottom to top, with their starting visibility and opacity."""
     return {
         "label map": LayerState("label map", True, 0.5),
+        "winner": LayerState("winner", False, 0.8),  # the inspector's: which proposal won each pixel (W)
         "boundaries": LayerState("boundaries", True, 0.8),
         "edits": LayerState("edits", True, 0.7),
         "instance mask": LayerState("instance mask", True, 0.6),

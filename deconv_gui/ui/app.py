@@ -7,6 +7,9 @@ result is shown (with the best proposal that has a mask selected, so every layer
 README screenshot::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python main.py [IMAGE] [--weights CKPT]  # + the env var
+
+``DECONV_GUI_SCREENSHOT_INSPECT=X,Y`` (image pixels) makes it the inspector's screenshot instead: the winner
+layer on, the explanation of pixel (X, Y) beside it and that pixel's winner selected (as a Ctrl-click does).
 """
 
 from __future__ import annotations
@@ -155,7 +158,11 @@ def _screenshot_when_ready(window: object, path: Path, *, has_model: bool) -> No
         if pending:
             pending.clear()
             session = c.session
-            if session is not None:  # show every layer: select the best proposal that has a mask
+            inspect = os.environ.get("DECONV_GUI_SCREENSHOT_INSPECT")
+            if session is not None and inspect:
+                x, y = (int(v) for v in inspect.split(","))
+                window.inspector.show_inspection(x, y)  # type: ignore[attr-defined]
+            elif session is not None:  # show every layer: select the best proposal that has a mask
                 c.select(next((i for i, row in enumerate(session.summaries) if row.area), None))
             QTimer.singleShot(800, save)  # let layouts and the status bar settle
 

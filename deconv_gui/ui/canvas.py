@@ -1,5 +1,6 @@
 """The image canvas: zoom (wheel, +/-), pan (drag), fit (F) and 1:1 (1), hover probe, draw-a-box mode (B),
-paint mode (mouse events go to a :class:`ToolHandler`, the annotation tools).
+paint mode (mouse events go to a :class:`ToolHandler`, the annotation tools), Ctrl-click (the inspector's "who won
+this pixel": in every mode it neither pans, paints nor draws).
 
 Scene coordinates are image pixels (x right, y down; pixel ``(x, y)`` covers ``[x, x+1) × [y, y+1)``). "1:1"
 maps one image pixel to one *physical* screen pixel, so HiDPI screens show the image crisp rather than
@@ -49,6 +50,8 @@ class ImageCanvas(QGraphicsView):
 
     hovered = Signal(int, int)  # image pixel under the cursor (x, y)
     clicked = Signal(float, float)  # a click (not a drag) at image coordinates
+    ctrl_clicked = Signal(float, float)  # a Ctrl+left press at image coordinates (never painted, drawn or panned)
+    left = Signal()  # the cursor left the canvas
     box_drawn = Signal(object)  # (x0, y0, x1, y1) floats, image pixels, exclusive
     zoom_changed = Signal(float)
     draw_mode_changed = Signal(bool)
@@ -88,6 +91,7 @@ class ImageCanvas(QGraphicsView):
         self._tool: ToolHandler | None = None
         self._press: QPointF | None = None
         self._press_scene: QPointF | None = None
+        self._ctrl_press = False  # a Ctrl-click is under way: its move and release go nowhere else
         self._auto_fit = True  # refit on resize until the user zooms
 
     # --- content ------------------------------------------------------------------------------------------------
@@ -164,8 +168,8 @@ class ImageCanvas(QGraphicsView):
 
     def _update_filtering(self) -> None:
         smooth = self.zoom * self.devicePixelRatioF() < 2.0
-        for item in (self.image_item, self.overlays.label, self.overlays.boundaries, self.overlays.edits,
-                     self.overlays.instance):
+        for item in (self.image_item, self.overlays.label, self.overlays.winner, self.overlays.boundaries,
+                     self.overlays.edits, self.overlays.instance):
             item.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
 
@@ -241,6 +245,13 @@ class ImageCanvas(QGraphicsView):
             self.fit()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if (event.button() == Qt.MouseButton.LeftButton
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier and self._image_hw[0]):
+            self._ctrl_press = True
+            p = self.scene_point(event.position())
+            self.ctrl_clicked.emit(p.x(), p.y())
+            event.accept()
+            return
         tool = self._painting()
         if tool is not None:
             p = self.scene_point(event.position())
@@ -263,6 +274,9 @@ class ImageCanvas(QGraphicsView):
         h, w = self._image_hw
         if 0 <= x < w and 0 <= y < h:
             self.hovered.emit(x, y)
+        if self._ctrl_press:
+            event.accept()
+            return
         tool = self._painting()
         if tool is not None:
             p = self.scene_point(event.position())
@@ -277,6 +291,11 @@ class ImageCanvas(QGraphicsView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self._ctrl_press:
+            if event.button() == Qt.MouseButton.LeftButton:
+                self._ctrl_press = False
+            event.accept()
+            return
         tool = self._painting()
         if tool is not None:
             p = self.scene_point(event.position())
@@ -299,6 +318,10 @@ class ImageCanvas(QGraphicsView):
         super().mouseReleaseEvent(event)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:  # a quick second Ctrl-click: not a double
+            self._ctrl_press = event.button() == Qt.MouseButton.LeftButton  # click for a tool (polygon close)
+            event.accept()
+            return
         tool = self._painting()
         if tool is not None:
             p = self.scene_point(event.position())
@@ -310,4 +333,5 @@ class ImageCanvas(QGraphicsView):
     def leaveEvent(self, event: object) -> None:  # noqa: N802 - Qt API
         if self._tool is not None:
             self._tool.leave()
+        self.left.emit()
         super().leaveEvent(event)  # type: ignore[arg-type]

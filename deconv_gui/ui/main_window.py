@@ -36,6 +36,7 @@ from deconv_gui.ui.controls import ControlsPanel
 from deconv_gui.ui.elided_label import ElidedLabel
 from deconv_gui.ui.export_dialog import ExportDialog, confirm_overwrite
 from deconv_gui.ui.file_list import FileList, paths_from_mime
+from deconv_gui.ui.inspector import wire_inspector
 from deconv_gui.ui.layers_panel import LayersPanel
 from deconv_gui.ui.legend import Legend
 from deconv_gui.ui.menus import build_menus
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.controls.set_partner_available(False)
         self._wire()
         wire_annotation(self)
+        self.inspector = wire_inspector(self)
         self._fill_model_menus()
         self._restore_geometry()
 
@@ -469,5 +471,6 @@ class MainWindow(QMainWindow):
         settings.setValue("window_state", self.saveState())
         settings.sync()  # on disk now: the process ends without Python's teardown (``app.exit_now``)
         self.annotator.shutdown()
+        self.inspector.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

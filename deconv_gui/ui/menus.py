@@ -24,6 +24,8 @@ SHORTCUTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("draw_box", "Draw a &box (new proposal)", ("B",)),
     ("toggle_labels", "Show/hide &label map", ("L",)),
     ("toggle_boxes", "Show/hide proposal bo&xes", ("X",)),
+    ("toggle_winners", "Show/hide the &winner layer (the proposal that won each pixel)", ("W",)),
+    ("explain", "Expla&in the pixel under the cursor (Ctrl-click selects its winner)", ("I",)),
     ("next", "&Next image", ("D", "PgDown")),
     ("previous", "&Previous image", ("A", "PgUp")),
     ("segment", "&Segment again", ("R",)),
@@ -43,6 +45,7 @@ def build_menus(window: QMainWindow) -> tuple[dict[str, QAction], dict[str, QMen
         actions[name] = action
         window.addAction(action)
     actions["draw_box"].setCheckable(True)
+    actions["explain"].setCheckable(True)
     bar = window.menuBar()
     file_menu = bar.addMenu("&File")
     file_menu.addAction(actions["open_image"])
@@ -65,7 +68,8 @@ def build_menus(window: QMainWindow) -> tuple[dict[str, QAction], dict[str, QMen
     model_menu.addAction(actions["training"])
     model_menu.addAction(actions["settings"])
     view_menu = bar.addMenu("&View")
-    for name in ("zoom_in", "zoom_out", "fit", "actual_size", None, "toggle_labels", "toggle_boxes", "draw_box"):
+    for name in ("zoom_in", "zoom_out", "fit", "actual_size", None, "toggle_labels", "toggle_boxes", "toggle_winners",
+                 "explain", "draw_box"):
         if name is None:
             view_menu.addSeparator()
         else:

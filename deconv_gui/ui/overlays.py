@@ -1,4 +1,4 @@
-"""The canvas's overlay items: label map, class boundaries, hand edits, selected instance mask, proposal boxes.
+"""The canvas's overlay items: label map, winner layer (which proposal won each pixel), class boundaries, hand edits, selected instance mask, proposal boxes.
 
 Each overlay is one QGraphicsItem whose visibility and opacity follow a
 :class:`~deconv_gui.document.layers.LayerState`. Boxes are painted by one item (fast with thousands of boxes)
@@ -115,12 +115,13 @@ class Overlays:
     def __init__(self, scene: QGraphicsScene) -> None:
         self.layers: dict[str, LayerState] = default_layers()
         self.label = ImageItem()
+        self.winner = ImageItem()  # drawn by deconv_gui.ui.inspector
         self.boundaries = ImageItem()
         self.edits = ImageItem()  # hand edits, drawn by deconv_gui.ui.edits_overlay
         self.instance = ImageItem()
         self.boxes = BoxesItem()
         self.items: dict[str, QGraphicsItem] = {
-            "label map": self.label, "boundaries": self.boundaries, "edits": self.edits,
+            "label map": self.label, "winner": self.winner, "boundaries": self.boundaries, "edits": self.edits,
             "instance mask": self.instance, "proposal boxes": self.boxes,
         }
         for z, (name, item) in enumerate(self.items.items(), start=1):
@@ -143,7 +144,7 @@ class Overlays:
         self.apply(name)
 
     def clear(self) -> None:
-        for item in (self.label, self.boundaries, self.edits, self.instance):
+        for item in (self.label, self.winner, self.boundaries, self.edits, self.instance):
             item.clear()
         self.boxes.set_boxes(np.zeros((0, 4), np.int64), np.zeros(0, bool), np.zeros(0, bool), (1, 1))
         self.boxes.set_selected(None)
@@ -154,6 +155,13 @@ class Overlays:
         self.label.set_image(layers.label)
         self.boundaries.set_image(layers.boundaries)
         self.boxes.set_boxes(boxes, include, from_user, image_hw)
+
+    def show_winners(self, image: QImage | None) -> None:
+        """The winner layer's picture (image-sized, prepared on a worker), or nothing."""
+        if image is None:
+            self.winner.clear()
+        else:
+            self.winner.set_image(image)
 
     def show_instance(self, mask: np.ndarray | None, offset: tuple[int, int] = (0, 0),
                       colour: tuple[int, int, int] = (0, 230, 255)) -> None:
