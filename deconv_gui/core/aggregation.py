@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deconv_gui.core.vocabulary import AggregationMode  # noqa: E402 - re-exported
+from deconv_gui.core.vocabulary import AggregationMode  # re-exported for its users
 
 
 def bilinear_weights(out_len: int, in_len: int, start: int = 0, stop: int | None = None) -> np.ndarray:

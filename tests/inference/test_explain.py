@@ -24,9 +24,10 @@ def make_result(base: np.ndarray | None = None, include: np.ndarray | None = Non
     include = np.ones(3, bool) if include is None else include
     agg = aggregate_instances(scores, boxes, HW, include=include, initial=base)
     probs = softmax(agg)
-    return SegmentationResult(HW, NAMES, np.zeros((3, 3), np.uint8), boxes, np.array([0.9, 0.8, 0.7], np.float32),
-                              scores, agg, None, probs, label_map(probs), include, np.zeros(3, bool),
-                              base_scores=base)
+    return SegmentationResult(image_hw=HW, class_names=NAMES, palette=np.zeros((3, 3), np.uint8), boxes=boxes,
+                              proposal_scores=np.array([0.9, 0.8, 0.7], np.float32), instance_scores=scores,
+                              aggregated=agg, partner_scores=None, probabilities=probs, label=label_map(probs),
+                              include=include, from_user=np.zeros(3, bool), base_scores=base)
 
 
 def test_winners_and_pixels_won_by_hand() -> None:
