@@ -29,9 +29,10 @@ def make_result(h: int, w: int, n: int, c: int, seed: int = 0) -> SegmentationRe
     scores = rng.normal(0, 2, (n, c, 224, 224)).astype(np.float16)
     agg = aggregate_instances(scores, boxes, (h, w))
     probs = softmax(agg)
-    return SegmentationResult((h, w), [f"c{i}" for i in range(c)], np.zeros((c, 3), np.uint8), boxes,
-                              np.ones(n, np.float32), scores, agg, None, probs, label_map(probs),
-                              np.ones(n, bool), np.zeros(n, bool))
+    return SegmentationResult(image_hw=(h, w), class_names=[f"c{i}" for i in range(c)],
+                              palette=np.zeros((c, 3), np.uint8), boxes=boxes, proposal_scores=np.ones(n, np.float32),
+                              instance_scores=scores, aggregated=agg, partner_scores=None, probabilities=probs,
+                              label=label_map(probs), include=np.ones(n, bool), from_user=np.zeros(n, bool))
 
 
 def median_ms(fn, repeat: int) -> float:
