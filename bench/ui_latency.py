@@ -56,7 +56,7 @@ def _tiny_checkpoint(folder: Path) -> Path:
 
 def _full_runner():
     from deconv_gui.core.palette import VOC_CLASSES, voc_palette
-    from deconv_gui.document.engine import APP_CPU_CHUNK
+    from deconv_gui.document.jobs import APP_CPU_CHUNK
     from deconv_gui.inference.runner import ModelRunner, RunnerOptions
     from deconv_gui.io.checkpoints import ModelMeta
     from deconv_gui.models.registry import build_model
@@ -217,7 +217,7 @@ def _print_check_gaps(passes: int) -> int:
     import torch
 
     from deconv_gui.core.cancel import CancelToken
-    from deconv_gui.document.engine import APP_CPU_CHUNK
+    from deconv_gui.document.jobs import APP_CPU_CHUNK
     from deconv_gui.inference import cancellable as sliced
 
     class TimingToken(CancelToken):

@@ -246,7 +246,7 @@ def _segment_share(args: argparse.Namespace, files: list[Path], out_dir: Path, i
 
     from tqdm import tqdm
 
-    from deconv_gui.inference.exports import FOLDER_COCO_NAME, export_folder, export_result
+    from deconv_gui.inference.result_files import FOLDER_COCO_NAME, export_folder, export_result
 
     t0 = time.perf_counter()
     share = shard_files(files, info.rank, info.world_size)
@@ -286,8 +286,8 @@ def _segment_share(args: argparse.Namespace, files: list[Path], out_dir: Path, i
 
 def _merge_rank_reports(reports: list[dict], files: list[Path], out_dir: Path, args: argparse.Namespace) -> None:
     """Rank 0: one ``coco.json`` from the ranks' parts and ``segment_summary.json``."""
-    from deconv_gui.inference.exports import FOLDER_COCO_NAME
-    from deconv_gui.io.exports import merge_coco_parts
+    from deconv_gui.inference.result_files import FOLDER_COCO_NAME
+    from deconv_gui.io.instance_files import merge_coco_parts
     from deconv_gui.io.label_maps import write_json
 
     parts = [r["coco"] for r in reports if r["coco"] is not None]

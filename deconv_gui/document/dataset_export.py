@@ -15,7 +15,7 @@ import numpy as np
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
 from deconv_gui.core.errors import DeconvGuiError, OutputError
 from deconv_gui.core.palette import VOID, palette_for
-from deconv_gui.document.engine import Engine, Job, SavedEdits
+from deconv_gui.document.jobs import Engine, Job, SavedEdits
 from deconv_gui.document.session import ImageSession, ViewChoices
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.io.images import read_image

@@ -39,7 +39,7 @@ _UMASK = _current_umask()
 #: A temporary of ours older than this is stale even when its process id is in use (the id was reused).
 STALE_AGE_S = 24 * 3600
 #: A staged folder holding this file is complete and waits to be swapped in; its owner (e.g.
-#: :func:`deconv_gui.io.exports.recover_instance_exports`) finishes or drops it, :func:`clean_stale_temps` not.
+#: :func:`deconv_gui.io.instance_files.recover_instance_exports`) finishes or drops it, :func:`clean_stale_temps` not.
 COMMIT_MARK = ".deconv-commit.json"
 _TEMP_NAME = re.compile(r"^\..*\.deconv-(?:tmp|old)-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}(?:\.[A-Za-z0-9]{1,10})?$", re.S)
 _NAME_KEEP = 96  # characters of the target's name kept in a temporary name (NAME_MAX is 255 bytes)

@@ -23,9 +23,9 @@ from PySide6.QtGui import QImage
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
 from deconv_gui.core.errors import DeconvGuiError, ImageReadError
 from deconv_gui.document.autosave import EditsStore
-from deconv_gui.document.engine import Engine
 from deconv_gui.document.eta import Eta
 from deconv_gui.document.folder import FolderModel
+from deconv_gui.document.jobs import Engine
 from deconv_gui.document.models import ModelPreset, describe_loaded
 from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.preferences import Preferences, save_preferences

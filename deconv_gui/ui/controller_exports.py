@@ -15,7 +15,7 @@ from deconv_gui.document.autosave import EditsStore
 from deconv_gui.document.dataset_export import dataset_export_job
 from deconv_gui.document.output_folders import default_edits_folder
 from deconv_gui.document.session import ImageSession
-from deconv_gui.inference import exports
+from deconv_gui.inference import result_files
 
 
 class ExportCommands:
@@ -26,10 +26,10 @@ class ExportCommands:
     def existing_outputs(self, out_dir: Path, formats: set[str], *, whole_folder: bool) -> list[Path]:
         """Files an export would overwrite (ask the user first)."""
         if whole_folder:
-            return exports.existing_folder_outputs(out_dir, self.folder.files, formats)
+            return result_files.existing_folder_outputs(out_dir, self.folder.files, formats)
         if self.session is None:
             return []
-        return exports.existing_outputs(out_dir, self.session.path.stem, formats)
+        return result_files.existing_outputs(out_dir, self.session.path.stem, formats)
 
     def export_current(self, out_dir: Path, formats: set[str], *, overwrite: bool = False) -> int | None:
         """Write the shown result of the current image in ``formats`` (on the worker)."""

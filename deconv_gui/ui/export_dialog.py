@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from deconv_gui.document.output_folders import short_path
-from deconv_gui.inference.exports import FOLDER_COCO_NAME, FORMATS, output_paths
+from deconv_gui.inference.result_files import FOLDER_COCO_NAME, FORMATS, output_paths
 from deconv_gui.ui.settings_dialog import path_row
 
 FORMAT_LABELS = {

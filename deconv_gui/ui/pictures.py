@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtGui import QImage
 
 from deconv_gui.core.cancel import CancelToken, ProgressCallback
-from deconv_gui.document.engine import Rendered
+from deconv_gui.document.jobs import Rendered
 from deconv_gui.ui.qimage import LayerImages, prepare_layers, to_qimage
 
 

@@ -9,7 +9,7 @@ supersedes the old one); the old job stops at its next check and the new one sta
 
 Cancel latency. The pipeline checks the token between chunks of crops. On a CPU one chunk of 8 crops of the
 full-width DeconvNet takes seconds, so the app (a) runs 2 crops per forward on the CPU
-(``deconv_gui.document.engine.APP_CPU_CHUNK``) and (b) installs forward pre-hooks on every leaf module of the
+(``deconv_gui.document.jobs.APP_CPU_CHUNK``) and (b) installs forward pre-hooks on every leaf module of the
 models while a job runs (``deconv_gui.inference.cancellable.cancellable``): each layer checks the token before it
 runs, and the huge ones (fc6, fc7, fc6-deconv) between slices of their weights too, so Cancel stops the work
 within one slice, not one chunk. The hooks are removed when the job ends; a pre-hook costs ~1 µs, nothing next to

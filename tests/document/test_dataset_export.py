@@ -14,7 +14,7 @@ from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, make_scene
 from deconv_gui.document.annotation import AnnotationLayer
 from deconv_gui.document.autosave import EditsStore, image_digest, save_edits
 from deconv_gui.document.dataset_export import dataset_export_job
-from deconv_gui.document.engine import Engine, load_runner
+from deconv_gui.document.jobs import Engine, load_runner
 from deconv_gui.document.session import ViewChoices
 from deconv_gui.io.voc_export import voc_split, write_voc_dataset
 from deconv_gui.training.datasets import open_dataset

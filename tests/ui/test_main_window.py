@@ -14,7 +14,7 @@ from PySide6.QtTest import QTest
 
 from deconv_gui.core.synthetic import make_scene
 from deconv_gui.document.preferences import Preferences
-from deconv_gui.inference.exports import FORMATS
+from deconv_gui.inference.result_files import FORMATS
 from deconv_gui.io.label_maps import read_label_png
 
 WAIT_MS = 120_000  # generous: the CI machine may be loaded; nothing here is a timing assertion

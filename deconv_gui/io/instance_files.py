@@ -1,7 +1,7 @@
 """Instance exports from plain arrays: COCO run-length encoding, instance mask files + JSON, COCO JSON.
 
 Everything here takes numpy arrays and :class:`InstanceRecord` s, never a segmentation result (``io`` sits below
-``inference``); :mod:`deconv_gui.inference.exports` turns results into records and picks the files.
+``inference``); :mod:`deconv_gui.inference.result_files` turns results into records and picks the files.
 
 Conventions: masks are ``(H, W) bool``; boxes ``x0, y0, x1, y1`` in pixels with ``x1``/``y1`` exclusive; COCO
 ``bbox`` is ``[x, y, width, height]`` and ``segmentation`` is an uncompressed-header RLE (``{"size": [H, W],

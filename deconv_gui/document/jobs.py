@@ -27,7 +27,7 @@ from deconv_gui.document.session import (
     class_boundaries,
     summarise_proposals,
 )
-from deconv_gui.inference import exports
+from deconv_gui.inference import result_files
 from deconv_gui.inference.cancellable import cancellable
 from deconv_gui.inference.combine import CombineCache
 from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, edge_box_config, recombine
@@ -290,7 +290,7 @@ class Engine:
     @staticmethod
     def export_job(session: ImageSession, out_dir: Path, formats: set[str], *, overwrite: bool) -> Job:
         """Write the session's shown result, with its hand edits on top, in ``formats`` (see
-        ``deconv_gui.inference.exports``)."""
+        ``deconv_gui.inference.result_files``)."""
         image, shown, path = session.image, session.shown, session.path
         if shown is None:
             raise ValueError(f"{path.name} has no result to export")
@@ -298,7 +298,7 @@ class Engine:
 
         def job(progress: ProgressCallback, cancel: CancelToken) -> list[Path]:
             progress(0, 1, "export")
-            return exports.export_result(out_dir, path.stem, image, shown, formats, overwrite=overwrite,
+            return result_files.export_result(out_dir, path.stem, image, shown, formats, overwrite=overwrite,
                                          image_name=path.name, label=label)
 
         return job
@@ -327,7 +327,7 @@ class Engine:
                         label = None if edits is None else np.where(edits[1], edits[0], shown.label)
                     yield path, image, shown, label
 
-            return exports.export_folder(items(), out_dir, formats, overwrite=overwrite,
+            return result_files.export_folder(items(), out_dir, formats, overwrite=overwrite,
                                          progress=lambda d, _t, st: progress(d, len(files), st), cancel=cancel)
 
         return job

@@ -7,7 +7,7 @@ Formats (:data:`FORMATS`) and the files each writes into ``out_dir`` for an imag
 - ``index``: ``<stem>_index.png``, the label map as a single-channel PNG of class indices.
 - ``overlay``: ``<stem>_overlay.png``, class colours blended over the image (RGB).
 - ``instances``: ``<stem>_instances/NNN.png`` (one 0/255 mask per instance) + ``<stem>_instances.json``
-  (boxes, objectness, class, mean probability, mask file; schema in :func:`deconv_gui.io.exports.write_instances`).
+  (boxes, objectness, class, mean probability, mask file; schema in :func:`deconv_gui.io.instance_files.write_instances`).
 - ``coco``: ``<stem>_coco.json``, a COCO instance-segmentation file with RLE masks; a folder export writes one
   ``coco.json`` for all its images instead.
 
@@ -18,7 +18,7 @@ of each non-background class of the label map.
 
 Nothing is overwritten unless ``overwrite=True``; the folder is checked for writability before anything is
 written; every file is written atomically, so an interrupted export never leaves a truncated file, and an
-image's instance masks and JSON are replaced as one set (:func:`deconv_gui.io.exports.write_instances`). The
+image's instance masks and JSON are replaced as one set (:func:`deconv_gui.io.instance_files.write_instances`). The
 first export into a folder in a process finishes instance sets a kill interrupted and removes our stale
 temporaries there.
 """
@@ -39,7 +39,8 @@ from deconv_gui.core.palette import palette_for
 from deconv_gui.core.vocabulary import EXPORT_FORMATS
 from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.io.atomic import first_visit
-from deconv_gui.io.exports import (
+from deconv_gui.io.files import require_writable_folder
+from deconv_gui.io.instance_files import (
     MIN_COMPONENT_AREA,
     InstanceRecord,
     coco_annotations,
@@ -52,7 +53,6 @@ from deconv_gui.io.exports import (
     write_coco,
     write_instances,
 )
-from deconv_gui.io.files import require_writable_folder
 from deconv_gui.io.label_maps import write_index_png, write_overlay_png, write_palette_png
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from deconv_gui.core.cancel import CancelToken
 from deconv_gui.core.errors import Cancelled, OutputError
 from deconv_gui.core.palette import voc_palette
 from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, make_scene, synthetic_palette
-from deconv_gui.inference import exports
-from deconv_gui.inference.exports import (
+from deconv_gui.inference import result_files
+from deconv_gui.inference.result import SegmentationResult
+from deconv_gui.inference.result_files import (
     FORMATS,
     existing_folder_outputs,
     existing_outputs,
@@ -28,7 +29,6 @@ from deconv_gui.inference.exports import (
     instance_records,
     output_paths,
 )
-from deconv_gui.inference.result import SegmentationResult
 from deconv_gui.io.label_maps import overlay_image
 
 # pycocotools' decode trips numpy 2's __array__ copy deprecation; only the tests decode.
@@ -341,7 +341,7 @@ def test_folder_export_cancel_writes_no_coco(tmp_path: Path) -> None:
 def test_unknown_format_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown export format"):
         output_paths(tmp_path, "s", ["palette", "tiff"])
-    assert exports.check_formats(["coco", "palette", "coco"]) == ("palette", "coco")
+    assert result_files.check_formats(["coco", "palette", "coco"]) == ("palette", "coco")
 
 
 def test_instances_follow_the_hand_edits(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 
 from deconv_gui.core.errors import OutputError
 from deconv_gui.io.atomic import COMMIT_MARK, clean_stale_temps
-from deconv_gui.io.exports import (
+from deconv_gui.io.instance_files import (
     InstanceRecord,
     clip_box,
     coco_annotations,
