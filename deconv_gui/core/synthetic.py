@@ -10,6 +10,9 @@ instance ids renumbered ``1..K`` in painting order.
 
 Colour correlates with class only loosely (each class has a preferred hue, but ~40 % of instances take any
 hue, and textures are shared by all classes), so a network has to learn shape to score well.
+
+:func:`make_demo_scene` is the simpler variant the bundled demo model is trained and shown on: two to four
+shapes that never touch, each in its class's hue, on a plain muted background.
 """
 
 from __future__ import annotations
@@ -107,11 +110,37 @@ def make_scene(
             return scene
 
 
+def make_demo_scene(seed: int, *, height: int = 360, width: int = 480) -> SyntheticScene:
+    """The demo variant (deterministic in ``seed``): 2–4 shapes of 0.24–0.38 of the shorter side, kept apart
+    (no shape touches another, so each is one whole instance), colour always in the class's hue, on a plain
+    muted background (smooth shading, no stripes or blobs). What the bundled demo model is trained on."""
+    if height < 64 or width < 64:
+        raise ValueError(f"a demo scene needs at least 64×64 pixels, got {height}×{width}")
+    short = min(height, width)
+    lo, hi = int(round(_DEMO_SIZE_FRACTION[0] * short)), int(round(_DEMO_SIZE_FRACTION[1] * short))
+    rng = np.random.default_rng(seed)
+    background = _plain_background(rng, height, width)
+    scene = None
+    for _ in range(_LAYOUT_ATTEMPTS):
+        n = int(rng.integers(2, 5))
+        scene = _paint_shapes(rng, background, n, lo, hi, 0.0, separate=True)
+        if len(scene.classes) >= 2:
+            return scene
+    assert scene is not None
+    return scene
+
+
+_DEMO_SIZE_FRACTION = (0.24, 0.38)
+
+
 def _paint_shapes(
     rng: np.random.Generator, background: np.ndarray, n: int, lo: int, hi: int,
-    any_hue_probability: float = _ANY_HUE_PROBABILITY,
+    any_hue_probability: float = _ANY_HUE_PROBABILITY, *, separate: bool = False,
 ) -> SyntheticScene:
-    """Paint ``n`` shapes over a copy of ``background`` (``(H, W, 3) float32``) and build the labels."""
+    """Paint ``n`` shapes over a copy of ``background`` (``(H, W, 3) float32``) and build the labels.
+
+    ``separate``: a shape whose window would overlap an earlier shape's (plus a 6-px gap) is skipped, so no
+    two shapes touch."""
     height, width = background.shape[:2]
     canvas = background.copy()
     semantic = np.zeros((height, width), np.uint8)
@@ -121,10 +150,12 @@ def _paint_shapes(
         cls = int(rng.integers(1, len(SYNTHETIC_CLASSES)))
         size = float(rng.uniform(lo, hi))
         cy, cx = _place(rng, centres, height, width, size)
-        centres.append((cy, cx))
         window, mask, (u, v) = _shape_mask(rng, cls, cy, cx, size, height, width)
         if not mask.any():
             continue
+        if separate and _touches(instances, window, mask, gap=6):
+            continue
+        centres.append((cy, cx))
         colour = _shape_colour(rng, cls, background[int(cy) % height, int(cx) % width], any_hue_probability)
         texture = _texture(rng, u, v, size, colour)
         canvas[window][mask] = texture[mask]
@@ -135,6 +166,20 @@ def _paint_shapes(
     canvas += (rng.random(canvas.shape, dtype=np.float32) - np.float32(0.5)) * (2 * amplitude)
     image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
     return _finish_labels(image, semantic, instances, n)
+
+
+def _touches(instances: np.ndarray, window: tuple[slice, slice], mask: np.ndarray, gap: int) -> bool:
+    """Whether ``mask`` (in ``window``) dilated by ``gap`` pixels (a box dilation) meets a painted instance."""
+    ys, xs = window
+    y0, y1 = max(0, ys.start - gap), min(instances.shape[0], ys.stop + gap)
+    x0, x1 = max(0, xs.start - gap), min(instances.shape[1], xs.stop + gap)
+    grown = np.zeros((y1 - y0, x1 - x0), bool)
+    oy, ox = ys.start - y0, xs.start - x0
+    rows, cols = np.nonzero(mask)
+    for dy in (-gap, 0, gap):
+        for dx in (-gap, 0, gap):
+            grown[np.clip(rows + oy + dy, 0, y1 - y0 - 1), np.clip(cols + ox + dx, 0, x1 - x0 - 1)] = True
+    return bool((instances[y0:y1, x0:x1][grown] > 0).any())
 
 
 def _finish_labels(image: np.ndarray, semantic: np.ndarray, instances: np.ndarray, n: int) -> SyntheticScene:
@@ -286,6 +331,15 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         w = np.exp(-((yy[ys] - by) ** 2 + (xx[:, xs] - bx) ** 2) / np.float32(2 * sigma * sigma))
         img[ys, xs] += w[..., None] * tint
     return img
+
+
+def _plain_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """``(H, W, 3) float32`` plain, muted background (low saturation, smooth shading only) for demo scenes."""
+    hue, sat, val = rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.3, 0.6)
+    base = np.asarray(colorsys.hsv_to_rgb(hue, sat, val), np.float32) * 255.0
+    img = np.broadcast_to(base, (height, width, 3)).astype(np.float32)
+    coarse = rng.normal(0.0, 10.0, (3, 4, 3)).astype(np.float32)
+    return img + _upsample_bilinear(coarse, height, width)
 
 
 def _upsample_bilinear(coarse: np.ndarray, height: int, width: int) -> np.ndarray:

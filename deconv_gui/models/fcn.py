@@ -33,6 +33,7 @@ from deconv_gui.models.layers import (
     bilinear_upsampler,
     init_kaiming,
     pad_to_multiple,
+    random_normal_,
     scaled_channels,
 )
 
@@ -104,12 +105,12 @@ class FCN8s(nn.Module):
         """VGG stack and fc6/fc7 Kaiming; score_fr N(0, 0.01²); skip scores zero; upsamplers stay bilinear."""
         for module in (*self.stages, self.fc6, self.fc7):
             init_kaiming(module)
-        nn.init.normal_(self.score_fr.weight, 0.0, 0.01)
+        random_normal_(self.score_fr.weight, 0.01)
         nn.init.zeros_(self.score_fr.bias)
         for skip in (self.score_pool4, self.score_pool3):
             nn.init.zeros_(skip.weight)
             nn.init.zeros_(skip.bias)
-        if self.geometry == "caffe":  # the caffe layout's upsamplers: bilinear too (FCN's own init)
+        if self.geometry == "caffe" and self.upscore2.weight.device.type != "meta":  # bilinear too (FCN's init)
             for up, factor in ((self.upscore2, 2), (self.upscore_pool4, 2), (self.upscore8, 8)):
                 with torch.no_grad():
                     up.weight.zero_()

@@ -64,6 +64,8 @@ def bilinear_upsampler(channels: int, factor: int, *, learnable: bool = True) ->
     if factor != 1 and factor % 2:
         raise ValueError(f"factor must be even, got {factor}")
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
+    if up.weight.device.type == "meta":  # no values to set (see random_normal_)
+        return up.requires_grad_(learnable)
     with torch.no_grad():
         up.weight.zero_()
         kernel = bilinear_kernel(factor)
@@ -73,11 +75,23 @@ def bilinear_upsampler(channels: int, factor: int, *, learnable: bool = True) ->
     return up
 
 
+def random_normal_(weight: Tensor, std: float | None = None) -> None:
+    """Fill ``weight`` from N(0, std²), or Kaiming-normal (fan-out, ReLU) when ``std`` is None — and leave a
+    meta-device tensor alone: it holds no values, and torch's meta ``normal_`` imports torch._dynamo (~1.3 s)
+    only to draw none (checkpoints are built on the meta device, then adopt their tensors)."""
+    if weight.device.type == "meta":
+        return
+    if std is None:
+        nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+    else:
+        nn.init.normal_(weight, 0.0, std)
+
+
 def init_gaussian(module: nn.Module, std: float = 0.01) -> None:
     """Every conv/deconv under ``module``: weight ~ N(0, std²), bias 0; every BN: weight 1, bias 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, std)
+            random_normal_(m.weight, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
@@ -89,7 +103,7 @@ def init_kaiming(module: nn.Module) -> None:
     """Every conv under ``module``: Kaiming-normal (fan-out, ReLU), bias 0; every BN: weight 1, bias 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            random_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from deconv_gui.models.backbones import ResNetEncoder, imagenet_weights_fit
+from deconv_gui.models.backbones import imagenet_weights_fit
 from deconv_gui.models.layers import MIN_CHANNELS, ConvBNReLU, init_kaiming, pad_to_multiple, scaled_channels
+from deconv_gui.models.resnet_encoder import ResNetEncoder
 
 INPUT_MULTIPLE = 32
 

@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deconv_gui.models.backbones import ResNetEncoder, imagenet_weights_fit
+from deconv_gui.models.backbones import imagenet_weights_fit
 from deconv_gui.models.layers import ConvBNReLU, init_kaiming, scaled_channels
+from deconv_gui.models.resnet_encoder import ResNetEncoder
 
 PYRAMID_BINS = (1, 2, 3, 6)
 

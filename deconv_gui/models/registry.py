@@ -7,6 +7,7 @@ class scores (plus ``"aux"`` for PSPNet in training mode).
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 
@@ -18,15 +19,26 @@ from deconv_gui.io.checkpoints import ModelMeta, load_checkpoint
 from deconv_gui.models.deconvnet import MIN_INPUT_SIZE as DECONVNET_MIN_INPUT
 from deconv_gui.models.deconvnet import deconvnet
 from deconv_gui.models.fcn import fcn8s
-from deconv_gui.models.linknet import linknet
-from deconv_gui.models.pspnet import pspnet
 from deconv_gui.models.torchvision_seg import TORCHVISION_BUILDERS
+
+
+def _imported_when_built(name: str) -> Callable[..., nn.Module]:
+    """The builder ``deconv_gui.models.<name>.<name>``, its module imported on the first call (PSPNet and
+    LinkNet: their torchvision ResNet takes ~1.2 s to import, which DeconvNet and FCN-8s never pay)."""
+
+    def build(**kwargs: object) -> nn.Module:
+        builder: Callable[..., nn.Module] = getattr(importlib.import_module(f"deconv_gui.models.{name}"), name)
+        return builder(**kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    return build
+
 
 MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "deconvnet": deconvnet,
     "fcn8s": fcn8s,
-    "pspnet": pspnet,
-    "linknet": linknet,
+    "pspnet": _imported_when_built("pspnet"),
+    "linknet": _imported_when_built("linknet"),
 }
 #: Models that can segment a whole image in one pass (DeconvNet can too, besides per-instance crops).
 WHOLE_IMAGE_MODELS: tuple[str, ...] = ("deconvnet", "fcn8s", "pspnet", "linknet")

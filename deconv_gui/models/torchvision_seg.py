@@ -20,22 +20,18 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import segmentation as tvseg
 
 from deconv_gui.core.errors import CheckpointError
 from deconv_gui.core.palette import VOC_CLASSES, voc_palette
 from deconv_gui.io.checkpoints import IMPORTED_ARCHITECTURES, ModelMeta, save_checkpoint
 from deconv_gui.io.files import require_readable_file
 
-_TV_FUNCS: dict[str, Callable[..., nn.Module]] = {
-    "fcn_resnet50": tvseg.fcn_resnet50,
-    "fcn_resnet101": tvseg.fcn_resnet101,
-    "deeplabv3_resnet50": tvseg.deeplabv3_resnet50,
-    "deeplabv3_resnet101": tvseg.deeplabv3_resnet101,
-    "deeplabv3_mobilenet_v3_large": tvseg.deeplabv3_mobilenet_v3_large,
-    "lraspp_mobilenet_v3_large": tvseg.lraspp_mobilenet_v3_large,
-}
-assert tuple(_TV_FUNCS) == IMPORTED_ARCHITECTURES  # io's copy of the list must not drift
+#: torchvision.models.segmentation's builders by name (looked up when called: importing torchvision takes ~1.2 s).
+_TV_FUNCS: tuple[str, ...] = (
+    "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+)
+assert _TV_FUNCS == IMPORTED_ARCHITECTURES  # io's copy of the list must not drift
 _SCORE_KEYS = ("classifier.4.weight", "classifier.low_classifier.weight")
 
 
@@ -44,7 +40,9 @@ def _tv_builder(name: str) -> Callable[..., nn.Module]:
         """torchvision's ``name`` with ``num_classes`` outputs, random init, no aux head (``width`` must be 1)."""
         if width != 1.0:
             raise ValueError(f"{name} exists at width 1 only, got {width}")
-        return _TV_FUNCS[name](weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+        from torchvision.models import segmentation
+
+        return getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
 
     build.__name__ = name
     return build

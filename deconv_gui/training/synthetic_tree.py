@@ -20,11 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, make_scene, synthetic_palette
+from deconv_gui.core.synthetic import SYNTHETIC_CLASSES, make_demo_scene, make_scene, synthetic_palette
 from deconv_gui.io.atomic import atomic_path, atomic_write_bytes
 from deconv_gui.io.label_maps import write_index_png, write_palette_png
 
 SYNTHETIC_LAYOUTS: tuple[str, ...] = ("voc", "camvid", "folder")
+#: ``standard``: :func:`~deconv_gui.core.synthetic.make_scene` (cluttered, colour a loose hint); ``demo``:
+#: :func:`~deconv_gui.core.synthetic.make_demo_scene` (what the bundled demo model learns).
+SYNTHETIC_VARIANTS: tuple[str, ...] = ("standard", "demo")
 _CAMVID_FRAME = 2
 
 
@@ -50,13 +53,17 @@ def write_synthetic_tree(
     width: int = 320,
     seed: int = 0,
     any_hue_probability: float | None = None,
+    variant: str = "standard",
 ) -> Path:
     """Write a synthetic dataset tree in ``layout`` (``voc | camvid | folder``) under ``root``; returns ``root``.
 
     ``any_hue_probability`` is passed to :func:`~deconv_gui.core.synthetic.make_scene` (None = its default; 0 =
-    the easier scenes of the bundled demo model, whose colours always hint the class)."""
+    colours always hint the class); ``variant="demo"`` writes demo scenes instead (it ignores
+    ``any_hue_probability``)."""
     if layout not in SYNTHETIC_LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(SYNTHETIC_LAYOUTS)}")
+    if variant not in SYNTHETIC_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(SYNTHETIC_VARIANTS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     palette = synthetic_palette()
@@ -78,8 +85,11 @@ def write_synthetic_tree(
     for split, stems in splits.items():
         listing: list[str] = []
         for stem in stems:
-            hue = {} if any_hue_probability is None else {"any_hue_probability": any_hue_probability}
-            scene = make_scene(seed * 1000 + k, height=height, width=width, **hue)
+            if variant == "demo":
+                scene = make_demo_scene(seed * 1000 + k, height=height, width=width)
+            else:
+                hue = {} if any_hue_probability is None else {"any_hue_probability": any_hue_probability}
+                scene = make_scene(seed * 1000 + k, height=height, width=width, **hue)
             k += 1
             if layout == "voc":
                 _save_image(root / "JPEGImages" / f"{stem}.jpg", scene.image)

@@ -10,6 +10,8 @@ README screenshot::
 
 ``DECONV_GUI_SCREENSHOT_INSPECT=X,Y`` (image pixels) makes it the inspector's screenshot instead: the winner
 layer on, the explanation of pixel (X, Y) beside it and that pixel's winner selected (as a Ctrl-click does).
+``DECONV_GUI_TIMING_LOG=FILE`` appends ``window_visible <epoch s>`` once the window is on screen and
+``first_map <epoch s>`` once the first label map is shown (``bench/ui_latency.py --launch`` reads them).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def run_app(argv: list[str]) -> int:
     shot = os.environ.get("DECONV_GUI_SCREENSHOT")
     if shot:
         _screenshot_when_ready(window, Path(shot), has_model=weights is not None or preset is not None)
+    timing = os.environ.get("DECONV_GUI_TIMING_LOG")
+    if timing:
+        _log_launch_times(window, Path(timing))
     window.show()
     code = app.exec()
     return int(code)
@@ -140,6 +145,28 @@ def _leave_a_core_for_the_gui() -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+
+
+def _log_launch_times(window: object, path: Path) -> None:
+    """Append when the window became visible and when the first label map was shown to ``path`` (epoch s)."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    def mark(event: str) -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"{event} {time.time():.4f}\n")
+
+    QTimer.singleShot(0, lambda: mark("window_visible"))  # the first turn of the event loop: shown and painted
+    c = window.controller  # type: ignore[attr-defined]
+    first = [True]
+
+    def shown(*_: object) -> None:
+        if first:
+            first.clear()
+            mark("first_map")
+
+    c.result_shown.connect(shown)
 
 
 def _screenshot_when_ready(window: object, path: Path, *, has_model: bool) -> None:
