@@ -22,6 +22,11 @@ Last, the time per brush-stroke update on a 4000×3000 photo (``--stroke-only`` 
 4000×3000 image with a label-map overlay, the brush (radius 20 image px) is dragged by simulated mouse moves of
 12 screen pixels, and each update is timed from the mouse event until the canvas has repainted (the tool call,
 the edits overlay's dirty rectangle, the viewport repaint), at the fitted zoom and at 1:1. Target: ≤ 16 ms.
+
+``--inspector`` instead prints the inspector's answer times next to their targets (re-combinations, CRF, a drawn
+box, next image, window visible and first label map after ``python main.py``; see ``bench/inspector_timings.py``)::
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui_latency.py --inspector --images ../shared/data/camvid/val
 """
 
 from __future__ import annotations
@@ -131,7 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-gaps", type=int, default=0, metavar="N",
                         help="only: the longest stretch between two cancel checks in N forward passes of one app "
                              "chunk through the full DeconvNet, huge layers sliced and whole (no window)")
+    parser.add_argument("--inspector", action="store_true",
+                        help="only: the inspector's answer times (CamVid EDeconvNet, 50 proposals) next to targets")
+    parser.add_argument("--images", help="--inspector: a folder of images (default: synthetic 480×360 scenes)")
+    parser.add_argument("--count", type=int, default=6, help="--inspector: images to step through")
+    parser.add_argument("--repeats", type=int, default=5, help="--inspector: times each action is measured")
+    parser.add_argument("--launches", type=int, default=3, help="--inspector: fresh `python main.py` starts timed")
     args = parser.parse_args(argv)
+    if args.inspector:
+        from inspector_timings import main as inspector_main
+
+        first = None
+        if args.images:
+            first = str(sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg"))[0])
+        return inspector_main(args.images, max(args.count, args.repeats + 1), args.repeats, args.launches, first)
     if args.stroke_only:
         return _print_stroke_latency()
     if args.check_gaps:

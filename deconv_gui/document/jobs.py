@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,39 @@ class Engine:
             out = render(path, _recombine(updated, image, choices, include, device, progress, combine))
             out.raw, out.combine, out.base = updated, combine, raw
             out.summaries = summaries + summarise_proposals(updated, start=raw.num_proposals)
+            return out
+
+        return job
+
+    # --- look-ahead jobs (while the user looks: quiet, cancelled by anything the user asks for) ---------------
+
+    def crf_ahead_job(self, session: ImageSession, choices: ViewChoices) -> Job:
+        """Refine the session's current recombination with the CRF into its cache (nothing is shown): switching
+        the CRF on afterwards finds it there. Returns None."""
+        raw, image, include = session.raw, session.image, session.user_include.copy()
+        if raw is None:
+            raise ValueError("nothing to refine")
+        combine, device = session.combine_cache(raw), self.crf_device()
+        options = replace(choices.pipeline_options(), crf=True)
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> None:
+            recombine(raw, image, options, include=include, top_n=choices.top_n, device=device, cache=combine,
+                      cancel=cancel)
+
+        return job
+
+    def prefetch_job(self, path: Path, choices: ViewChoices,
+                     has_saved_choices: Callable[[Path, np.ndarray], bool]) -> Job:
+        """Read and segment the next image before it is asked for: a Rendered with its image (as a folder run
+        item), or None when the image has saved ticks or boxes (those are re-applied when it is opened)."""
+
+        def job(progress: ProgressCallback, cancel: CancelToken) -> Rendered | None:
+            image = read_image(path)
+            if has_saved_choices(path, image):
+                return None
+            cancel.raise_if_cancelled()
+            out = self.segment_job(ImageSession(path, image), choices)(no_progress, cancel)
+            out.image = image
             return out
 
         return job

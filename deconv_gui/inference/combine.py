@@ -72,6 +72,22 @@ class CombineCache:
         self._crf: DenseCRF | None = None
         self._crf_key: tuple[CRFParams, str] | None = None
         self._partner_probs: tuple[np.ndarray, np.ndarray] | None = None
+        self._refined: tuple[tuple[object, ...], np.ndarray | None, np.ndarray] | None = None
+
+    def refined(self, key: tuple[object, ...]) -> np.ndarray | None:
+        """The CRF marginals last kept for ``key`` with the current partner scores (see :meth:`keep_refined`)."""
+        with self._lock:
+            kept = self._refined
+            if kept is None or kept[0] != key or kept[1] is not self.raw.partner_scores:
+                return None
+            return kept[2]
+
+    def keep_refined(self, key: tuple[object, ...], probs: np.ndarray) -> None:
+        """Keep one CRF result, ``probs`` ``(C, H, W)``, for the recombination ``key`` names (what was included,
+        aggregation, ensemble, CRF parameters) with the current partner scores: the app refines ahead while
+        idle, so that switching the CRF on then only draws."""
+        with self._lock:
+            self._refined = (key, self.raw.partner_scores, probs)
 
     def _patch_dtype(self) -> torch.dtype | None:
         """float32 when every pasted proposal fits in the budget, float16 when only half precision does, else

@@ -280,13 +280,16 @@ def recombine(
     top_n: int | None = None,
     device: str = "cpu",
     cache: CombineCache | None = None,
+    cancel: CancelToken | None = None,
 ) -> SegmentationResult:
     """The label map of ``raw`` under ``options``: aggregate the included proposals → ensemble (when there are
-    partner scores and the mode is not off) → optional CRF → argmax. No network.
+    partner scores and the mode is not off) → optional CRF → argmax. No network. ``cancel`` is checked between
+    CRF steps.
 
     ``include``: ``(N,)`` bool mask (default: all); ``top_n``: keep only the first ``top_n`` Edge Box proposals
     (sorted by objectness), user boxes always kept. ``cache``: the image's :class:`CombineCache`, which makes
-    repeated calls fast (incremental aggregation, the CRF's kernels kept); results are equal without it.
+    repeated calls fast (incremental aggregation, the CRF's kernels kept, the last CRF result kept); results are
+    equal without it.
     """
     timings: dict[str, float] = {}
     inc = np.ones(raw.num_proposals, bool) if include is None else np.asarray(include, bool).copy()
@@ -311,7 +314,12 @@ def recombine(
     timings["ensemble"] = time.perf_counter() - t0
     if options.crf:
         t0 = time.perf_counter()
-        probs = cache.crf(options.crf_params, device).refine(probs)
+        key = (inc.tobytes(), options.aggregation, mode, options.ensemble_weight, options.crf_params, device)
+        refined = cache.refined(key)
+        if refined is None:
+            refined = cache.crf(options.crf_params, device).refine(probs, cancel)
+            cache.keep_refined(key, refined)
+        probs = refined
         timings["crf"] = time.perf_counter() - t0
     fields = {f.name: getattr(raw, f.name) for f in dataclasses.fields(RawMaps)}
     fields.update(aggregated=aggregated, timings={**raw.timings, **timings})

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deconv_gui.core.cancel import CancelToken
 from deconv_gui.postprocess.permutohedral import (
     LatticeFilter,
     Normalization,
@@ -185,10 +186,11 @@ class DenseCRF:
                       time.perf_counter() - built)
         return self._pairwise
 
-    def refine(self, probs: np.ndarray) -> np.ndarray:
+    def refine(self, probs: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
         """``(C, H, W)`` class probabilities → ``(C, H, W) float32`` marginals after ``params.iterations``
         mean-field steps (they sum to 1 over C). ``iterations=0`` returns ``softmax(-unary)``, the clipped,
-        renormalised input. ValueError when the sizes differ (the message gives both shapes)."""
+        renormalised input. ValueError when the sizes differ (the message gives both shapes). ``cancel`` is
+        checked before every step (Cancelled)."""
         probs = _check_probs(self.image, probs)
         classes, height, width = probs.shape
         clipped = np.maximum(probs.reshape(classes, -1), np.float32(MIN_PROBABILITY))
@@ -198,6 +200,8 @@ class DenseCRF:
             unary = torch.from_numpy(-np.log(clipped)).to(self.device).T.contiguous()
             pairwise = self.pairwise
             for _ in range(self.params.iterations):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
                 q = _mean_field_step(q, unary, pairwise)
         return q.T.contiguous().cpu().numpy().reshape(classes, height, width)
 

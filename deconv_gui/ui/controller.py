@@ -32,6 +32,7 @@ from deconv_gui.document.preferences import Preferences, save_preferences
 from deconv_gui.document.proposal_choices import ProposalChoices
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference.runner import ModelRunner
+from deconv_gui.ui.controller_ahead import AHEAD_LANE, LookAhead
 from deconv_gui.ui.controller_exports import ExportCommands
 from deconv_gui.ui.controller_restore import ChoiceRestore
 from deconv_gui.ui.pictures import Drawn, Pictures, drawn, drawn_with_display, with_qimage
@@ -59,7 +60,7 @@ class _Pending:
     for_image: Path | None = None
 
 
-class Controller(ExportCommands, ChoiceRestore, QObject):
+class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
     """Document + worker. Signals carry sessions/results; all are emitted on the GUI thread."""
 
     image_opened = Signal(object)  # ImageSession (no result yet, or a cached one)
@@ -113,6 +114,7 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
         self._eta = Eta()
         self.tasks.busy_changed.connect(self.busy_changed)
         self._folder_item.connect(self._on_folder_item)
+        self._init_look_ahead()
 
     # --- opening ---------------------------------------------------------------------------------------------
 
@@ -198,6 +200,7 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
         self.image_opened.emit(session)
         if session.shown is not None:
             self.result_shown.emit(session)
+            self._look_ahead()
 
     def _remember(self, session: ImageSession) -> None:
         """Cache ``session``; evict the least recently used others beyond the count or memory budget."""
@@ -374,6 +377,7 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
             self._next_box()
         if lane in ("segment", "add_box"):
             self._continue_restore(s, lane)
+        self._look_ahead()
 
     # --- folder ------------------------------------------------------------------------------------------------
 
@@ -420,10 +424,12 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
     # --- plumbing ----------------------------------------------------------------------------------------------
 
     def _submit(self, lane: str, job: Callable[[ProgressCallback, CancelToken], T], done: Callable[[T], None], *,
-                failed: Callable[[str], None] | None = None, for_image: Path | None = None) -> int:
+                failed: Callable[[str], None] | None = None, for_image: Path | None = None,
+                quiet: bool = False) -> int:
         """Run ``job`` on the worker in ``lane`` (superseding the lane's previous job); ``done(value)`` runs on the
-        GUI thread when it succeeds and is still wanted (see :class:`_Pending`)."""
-        request_id = self.tasks.submit(lane, job)
+        GUI thread when it succeeds and is still wanted (see :class:`_Pending`). ``quiet``: look-ahead work,
+        cancelled by the next request (see :mod:`deconv_gui.ui.controller_ahead`)."""
+        request_id = self.tasks.submit(lane, job, quiet=quiet)
         self._latest[lane] = request_id
         self._pending[request_id] = _Pending(lane, done, failed, for_image)
         return request_id
@@ -495,6 +501,9 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
             return
         if pending.failed is not None:
             pending.failed(message)
+        if lane == AHEAD_LANE:  # nobody asked for it: the user meets the problem when asking
+            log.info("look-ahead: %s", message)
+            return
         if tb:
             self.unexpected.emit(message, tb)
         else:
@@ -516,7 +525,7 @@ class Controller(ExportCommands, ChoiceRestore, QObject):
         self._pending.pop(request_id, None)
         if lane == "add_box":
             self._pending_boxes.clear()
-        if self._latest.get(lane) == request_id:
+        if self._latest.get(lane) == request_id and lane != AHEAD_LANE:
             self.status.emit("cancelled")
             self.run_cancelled.emit()
 

@@ -80,7 +80,10 @@ class _Worker(QObject):
 
 
 class TaskRunner(QObject):
-    """Runs jobs on one worker thread, newest-wins per lane. Signals arrive on the thread that owns it."""
+    """Runs jobs on one worker thread, newest-wins per lane. Signals arrive on the thread that owns it.
+
+    Jobs submitted ``quiet`` (look-ahead work the user did not ask for) count neither as busy nor report
+    progress, and every other submission cancels them first, so they never keep the user waiting."""
 
     progress = Signal(int, str, int, int, str)  # request id, lane, done, total, stage
     finished = Signal(int, str, object)  # request id, lane, value
@@ -93,6 +96,7 @@ class TaskRunner(QObject):
         super().__init__(parent)
         self._ids = itertools.count(1)
         self._tokens: dict[int, tuple[str, CancelToken]] = {}
+        self._quiet: set[int] = set()
         self._thread = QThread()
         self._thread.setObjectName("deconv_gui-worker")
         self._worker = _Worker()
@@ -106,21 +110,27 @@ class TaskRunner(QObject):
 
     @property
     def busy(self) -> bool:
-        return bool(self._tokens)
+        """Whether a job the user asked for is queued or running (quiet ones do not count)."""
+        return any(request_id not in self._quiet for request_id in self._tokens)
 
     def lane_busy(self, lane: str) -> bool:
         return any(lane_ == lane for lane_, _ in self._tokens.values())
 
-    def submit(self, lane: str, job: Job, *, supersede: bool = True) -> int:
+    def submit(self, lane: str, job: Job, *, supersede: bool = True, quiet: bool = False) -> int:
         """Queue ``job`` in ``lane`` and return its request id; cancels the lane's earlier jobs when
-        ``supersede``."""
+        ``supersede``, and every quiet job unless this one is quiet too."""
         if supersede:
             self.cancel(lane)
+        if not quiet:
+            for request_id in self._quiet:
+                self._tokens[request_id][1].cancel()
         request_id = next(self._ids)
         token = CancelToken()
         was_busy = self.busy
         self._tokens[request_id] = (lane, token)
-        if not was_busy:
+        if quiet:
+            self._quiet.add(request_id)
+        elif not was_busy:
             self.busy_changed.emit(True)
         self._submit.emit(request_id, job, token)
         return request_id
@@ -139,13 +149,15 @@ class TaskRunner(QObject):
 
     def _done(self, request_id: int) -> str:
         lane, _ = self._tokens.pop(request_id, ("", None))
-        if not self._tokens:
+        if request_id in self._quiet:
+            self._quiet.discard(request_id)
+        elif not self.busy:
             self.busy_changed.emit(False)
         return lane
 
     def _on_progress(self, request_id: int, done: int, total: int, stage: str) -> None:
         entry = self._tokens.get(request_id)
-        if entry is not None and not entry[1].cancelled:
+        if entry is not None and not entry[1].cancelled and request_id not in self._quiet:
             self.progress.emit(request_id, entry[0], done, total, stage)
 
     def _on_finished(self, request_id: int, value: object) -> None:

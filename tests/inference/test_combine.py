@@ -116,3 +116,26 @@ def test_a_cache_for_an_added_box_carries_the_old_ones_over() -> None:
     want = aggregate_instances(grown.instance_scores, grown.boxes, grown.image_hw, include=include,
                                initial=grown.base_scores)
     np.testing.assert_allclose(fresh.aggregate(include), want, rtol=1e-5, atol=1e-4)
+
+
+def test_crf_marginals_kept_ahead_equal_a_fresh_crf(scene_folder, tiny_deconvnet_ckpt):
+    from deconv_gui.inference.pipeline import PipelineOptions, Segmenter, recombine
+    from deconv_gui.inference.runner import ModelRunner, RunnerOptions
+    from deconv_gui.io.images import read_image
+    from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer
+
+    image = read_image(sorted(scene_folder.iterdir())[0])
+    runner = ModelRunner.from_checkpoint(str(tiny_deconvnet_ckpt), RunnerOptions(device="cpu"))
+    proposer = EdgeBoxProposer(EdgeBoxConfig(top_n=5, min_side=24, min_box_area=200))
+    raw = Segmenter(runner, proposer=proposer, options=PipelineOptions(keep_instance_scores=True)).segment(image)
+    cache = CombineCache(raw, image)
+    crf = PipelineOptions(crf=True)
+    include = np.ones(raw.num_proposals, bool)
+    include[0] = False
+    ahead = recombine(raw, image, crf, include=include, cache=cache)
+    again = recombine(raw, image, crf, include=include, cache=cache)  # from the kept marginals
+    fresh = recombine(raw, image, crf, include=include)
+    assert again.probabilities is ahead.probabilities
+    np.testing.assert_allclose(again.probabilities, fresh.probabilities, atol=1e-6)
+    other = recombine(raw, image, crf, cache=cache)  # another include set: refined anew
+    assert other.probabilities is not ahead.probabilities
