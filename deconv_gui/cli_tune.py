@@ -55,14 +55,16 @@ def _target_checkpoint(args: argparse.Namespace) -> Path:
     return out
 
 
-def _cache(args: argparse.Namespace):  # noqa: ANN202 - (segmenter, cache, names)
+def _cache(args: argparse.Namespace, **fixed: object):  # noqa: ANN202 - (segmenter, cache, names)
+    """The segmenter of ``args`` (with the ``fixed`` settings and no CRF: the grids apply their own) and the
+    cached scores of the chosen images; ``args`` itself is left as the user gave it."""
     from tqdm import tqdm
 
     from deconv_gui.cli import _make_segmenter, dataset_for_model
     from deconv_gui.inference.tuning import collect
     from deconv_gui.io.dataset_files import labelled_images
 
-    args.crf = False
+    args = argparse.Namespace(**{**vars(args), **fixed, "crf": False})
     segmenter = _make_segmenter(args)
     files, names = dataset_for_model(args, segmenter.runner.meta.class_names)
     count = min(len(files), args.limit or len(files))
@@ -79,8 +81,7 @@ def cmd_tune_ensemble(args: argparse.Namespace) -> int:
 
     if not args.partner:
         raise DeconvGuiError("tune-ensemble needs --partner (the whole-image model to ensemble with)")
-    args.ensemble = "mean"
-    _, cache, names = _cache(args)
+    _, cache, names = _cache(args, ensemble="mean")
     rows = ensemble_grid(cache, len(names))
     alone = {"weighted 1.0": "DeconvNet alone", "weighted 0.0": "partner alone"}
     print("rule      weight  mIoU")
