@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from deconv_gui.core.synthetic import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_THING_CLASSES,
     SyntheticScene,
+    make_demo_scene,
     make_scene,
     synthetic_palette,
 )
@@ -104,3 +107,40 @@ def test_any_hue_probability_changes_only_colours() -> None:
     np.testing.assert_array_equal(default.semantic, easy.semantic)  # same layout: same random draws
     np.testing.assert_array_equal(default.semantic, hard.semantic)
     assert not np.array_equal(easy.image, hard.image)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_demo_scenes_hold_two_to_four_whole_shapes_that_never_touch(seed: int) -> None:
+    scene = make_demo_scene(seed)
+    assert scene.image.shape == (360, 480, 3) and 2 <= len(scene.classes) <= 4
+    assert np.array_equal(make_demo_scene(seed).image, scene.image)  # deterministic
+    # no two instances touch: dilating one by 5 px (box) never meets another
+    for k in range(1, len(scene.classes) + 1):
+        ys, xs = np.nonzero(scene.instances == k)
+        grown = np.zeros(scene.instances.shape, bool)
+        for dy in range(-5, 6, 5):
+            for dx in range(-5, 6, 5):
+                grown[np.clip(ys + dy, 0, 359), np.clip(xs + dx, 0, 479)] = True
+        others = scene.instances[grown]
+        assert set(np.unique(others)) <= {0, k}
+    # each shape is painted in its class's hue (the demo variant's easy colour cue), the background is muted
+    for k, cls in enumerate(scene.classes, 1):
+        rgb = scene.image[scene.instances == k].astype(np.float64).mean(axis=0) / 255
+        hue = colorsys.rgb_to_hsv(*rgb)[0]
+        preferred = (0.0, 0.0, 0.33, 0.62, 0.15, 0.83)[cls]
+        assert min(abs(hue - preferred), 1 - abs(hue - preferred)) < 0.2, (cls, hue)
+    background = scene.image[scene.semantic == 0].astype(np.float64)
+    assert colorsys.rgb_to_hsv(*(background.mean(axis=0) / 255))[1] < 0.35
+
+
+def test_demo_tree_writes_demo_scenes(tmp_path) -> None:
+    from deconv_gui.training.synthetic_tree import write_synthetic_tree
+
+    root = write_synthetic_tree(tmp_path / "demo", "folder", n_train=2, n_val=1, height=360, width=480, seed=3,
+                                variant="demo")
+    from PIL import Image
+
+    image = np.asarray(Image.open(root / "images" / "scene_0001.png"))
+    assert np.array_equal(image, make_demo_scene(3001).image)
+    with pytest.raises(ValueError, match="variant"):
+        write_synthetic_tree(tmp_path / "x", "folder", variant="fancy")
