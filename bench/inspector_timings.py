@@ -76,7 +76,8 @@ def _idle(app, controller, timeout_s: float = 60.0) -> None:
 
     deadline = time.perf_counter() + timeout_s
     _settle(app, 0.1)
-    while controller.tasks.lane_busy(AHEAD_LANE) and time.perf_counter() < deadline:
+    while ((controller._idle_timer.isActive() or controller.tasks.lane_busy(AHEAD_LANE))
+           and time.perf_counter() < deadline):
         _settle(app, 0.05)
 
 

@@ -113,7 +113,8 @@ class CombineCache:
         n = self.raw.num_proposals
         grown = (raw.num_proposals > n and raw.base_scores is self.raw.base_scores and self.raw.instance_scores is not None
                  and raw.instance_scores is not None and np.array_equal(raw.boxes[:n], self.raw.boxes)
-                 and np.array_equal(raw.instance_scores[:n], self.raw.instance_scores))
+                 and raw.appended_to == id(self.raw.instance_scores)  # self.raw keeps that array alive: unique
+                 and np.array_equal(raw.instance_scores[:n, :, ::16, ::16], self.raw.instance_scores[:, :, ::16, ::16]))
         if grown and fresh._keep_dtype == self._keep_dtype:  # boxes appended: the rest carries over
             fresh._patches = dict(self._patches)
             if self._acc is not None and self._include is not None:

@@ -268,6 +268,7 @@ class Segmenter:
             proposal_scores=np.concatenate([raw.proposal_scores, np.ones(1, np.float32)]),
             instance_scores=np.concatenate([raw.instance_scores, cache]),
             from_user=np.concatenate([raw.from_user, np.ones(1, bool)]),
+            appended_to=id(raw.instance_scores),
         )
 
 

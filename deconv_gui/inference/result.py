@@ -45,6 +45,9 @@ class RawMaps:
     mode: str = "instances"
     timings: dict[str, float] = field(default_factory=dict)
     device: str = ""
+    appended_to: int | None = None
+    """``id()`` of the ``instance_scores`` array whose maps are this one's first ones (a drawn box was appended
+    to those raw maps), else None: lets a cache carry its pasted proposals over without comparing the maps."""
 
     @property
     def num_proposals(self) -> int:

@@ -32,6 +32,8 @@ from deconv_gui.document.preferences import Preferences, save_preferences
 from deconv_gui.document.proposal_choices import ProposalChoices
 from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, proposals_used
 from deconv_gui.inference.runner import ModelRunner
+from deconv_gui.inference.tuning import crf_params_from_meta
+from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.ui.controller_ahead import AHEAD_LANE, LookAhead
 from deconv_gui.ui.controller_exports import ExportCommands
 from deconv_gui.ui.controller_restore import ChoiceRestore
@@ -351,6 +353,17 @@ class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
         self._submit("recombine", drawn(self.engine.recombine_job(s, self.choices)),
                      lambda drawn: self._shown(drawn, "recombine"), for_image=s.path)
 
+    def _use_model_crf(self, runner: ModelRunner) -> None:
+        """The CRF settings tune-crf stored in the model (``meta.crf``) apply unless the user chose their own in
+        the settings (preferences other than the defaults); a model without them brings back the default
+        (DeconvNet's VOC values)."""
+        if self.prefs.crf_params() != CRFParams():
+            return
+        params = crf_params_from_meta(runner.meta.crf) or CRFParams()
+        if params != self.choices.crf_params:
+            self.choices = replace(self.choices, crf_params=params)
+            self.choices_changed.emit(self.choices)
+
     def _partner_scores_ready(self, scores: np.ndarray) -> None:
         assert self.session is not None
         self.session.with_partner_scores(scores)
@@ -472,6 +485,8 @@ class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
         except DeconvGuiError as exc:
             self.error.emit(str(exc))
             return
+        if not partner:
+            self._use_model_crf(runner)
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
         self.models_described.emit(self.loaded_summary())

@@ -1,6 +1,7 @@
 """The controller's look-ahead: work done while the user looks, so that the next request finds it done.
 
-When the worker falls idle after a result is on screen, two quiet jobs run, one at a time (see
+When the worker has been idle for :data:`IDLE_MS` after a result is on screen (a user still clicking through
+toggles is not slowed by work they may not want), two quiet jobs run, one at a time (see
 :class:`~deconv_gui.ui.workers.TaskRunner`: they count as neither busy nor progress, and any request of the user
 cancels them at once — between network chunks or CRF steps):
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PySide6.QtCore import QTimer
 
 from deconv_gui.document.proposal_choices import load_choices
 from deconv_gui.document.session import ImageSession, ViewChoices
@@ -24,6 +26,8 @@ from deconv_gui.ui.pictures import Drawn, drawn_with_display
 log = logging.getLogger(__name__)
 
 AHEAD_LANE = "ahead"
+IDLE_MS = 500
+"""How long the worker must have been idle before look-ahead work starts."""
 
 
 class LookAhead:
@@ -42,9 +46,18 @@ class LookAhead:
     def _init_look_ahead(self) -> None:
         self._refined_for: tuple[object, ...] | None = None
         self._not_prefetched: set[Path] = set()
+        self._idle_timer = QTimer(self)  # type: ignore[call-overload]
+        self._idle_timer.setSingleShot(True)
+        self._idle_timer.setInterval(IDLE_MS)
+        self._idle_timer.timeout.connect(self._look_ahead_now)
 
     def _look_ahead(self) -> None:
-        """Start the next piece of look-ahead work when the worker is idle (no-op otherwise)."""
+        """Start the next piece of look-ahead work once the worker has been idle for :data:`IDLE_MS` (a new
+        request before then restarts the wait)."""
+        if self.look_ahead:
+            self._idle_timer.start()
+
+    def _look_ahead_now(self) -> None:
         if not self.look_ahead or self.tasks.busy or self.tasks.lane_busy(AHEAD_LANE) or not self.engine.ready:
             return
         s = self.session
@@ -68,7 +81,7 @@ class LookAhead:
 
     def _refined(self, key: tuple[object, ...]) -> None:
         self._refined_for = key
-        self._look_ahead()
+        self._look_ahead_now()
 
     def _next_to_prefetch(self) -> Path | None:
         """The file after the current one, when it is neither cached, failed nor skipped before."""
@@ -91,4 +104,4 @@ class LookAhead:
             self._not_prefetched.add(path)
         elif path not in self._sessions:
             self._on_folder_item(item)  # type: ignore[attr-defined]
-        self._look_ahead()
+        self._look_ahead_now()

@@ -285,7 +285,7 @@ class TrainingPanel(QWidget):
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             write_synthetic_tree(folder, "folder", n_train=SYNTHETIC_TRAIN, n_val=SYNTHETIC_VAL,
-                                 height=SYNTHETIC_HW[0], width=SYNTHETIC_HW[1], any_hue_probability=0)
+                                 height=SYNTHETIC_HW[0], width=SYNTHETIC_HW[1], variant="demo")
         except (OSError, DeconvGuiError) as exc:
             QApplication.restoreOverrideCursor()
             self._show_error(f"{folder}: cannot write the synthetic dataset ({getattr(exc, 'strerror', '') or exc})")

@@ -109,9 +109,11 @@ def test_a_cache_for_an_added_box_carries_the_old_ones_over() -> None:
     extra = np.random.default_rng(5).normal(0, 2, (1, C, S, S)).astype(np.float16)
     grown = replace(raw, boxes=np.concatenate([raw.boxes, [[5, 5, 50, 40]]]),
                     instance_scores=np.concatenate([raw.instance_scores, extra]),
-                    from_user=np.append(raw.from_user, True))
+                    from_user=np.append(raw.from_user, True), appended_to=id(raw.instance_scores))
     fresh = cache.serving(grown)
     assert fresh is not cache and len(fresh._patches) == len(cache._patches)
+    stranger = replace(grown, appended_to=None)  # the same numbers from elsewhere: nothing carried over
+    assert not cache.serving(stranger)._patches
     include = np.append(include, True)
     want = aggregate_instances(grown.instance_scores, grown.boxes, grown.image_hw, include=include,
                                initial=grown.base_scores)

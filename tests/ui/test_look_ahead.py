@@ -71,3 +71,25 @@ def test_a_request_cancels_the_look_ahead_and_is_answered_first(qtbot, disc_ckpt
     assert cancelled and time.monotonic() - t0 < 30
     qtbot.waitUntil(lambda: not c.tasks.lane_busy(AHEAD_LANE), timeout=WAIT_MS)
     window.close()
+
+
+def test_a_model_with_tuned_crf_settings_brings_them_unless_the_user_chose_others(qtbot, disc_ckpt, tmp_path):
+    from deconv_gui.inference.tuning import crf_record, store_choice
+    from deconv_gui.postprocess.crf import CRFParams
+
+    tuned_path = tmp_path / "tuned.pt"
+    tuned_path.write_bytes(disc_ckpt.read_bytes())
+    tuned = CRFParams(bilateral_sxy=80.0, bilateral_srgb=10.0, iterations=5, normalization="symmetric")
+    store_choice(tuned_path, "crf", crf_record(tuned, "val", 0.5, 0.02))
+    window = make_window(qtbot, tuned_path)
+    c = window.controller
+    assert c.choices.crf_params == tuned
+    with qtbot.waitSignal(c.model_changed, timeout=WAIT_MS):
+        c.load_weights(disc_ckpt)  # no tuned settings: back to the default
+    assert c.choices.crf_params == CRFParams()
+    mine = CRFParams(iterations=3)
+    c.set_choices(crf_params=mine)
+    with qtbot.waitSignal(c.model_changed, timeout=WAIT_MS):
+        c.load_weights(tuned_path)
+    assert c.choices.crf_params == mine  # the user's own choice wins
+    window.close()
