@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'seed':>6} {'objects':>7} {'mIoU':>6} top-{TOP} covers all")
     for miou, seed, objects, covered in rows:
         print(f"{seed:6d} {objects:7d} {100 * miou:6.1f} {'yes' if covered else 'no'}")
+    if not rows:
+        return 0
     order = sorted(rows)
     middle = order[(len(order) - 1) // 2: len(order) // 2 + 1]  # one scene, or the two around the median
     for miou, seed, objects, covered in middle:
