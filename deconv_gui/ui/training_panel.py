@@ -160,9 +160,10 @@ class TrainingPanel(QWidget):
         self.splitter.addWidget(left)
         self.splitter.addWidget(graphs)
         self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setSizes([420, 580])  # the form readable, the curves the larger part
+        # the form at its natural width when there is room (no sideways scrolling), the curves the rest
+        self.splitter.setSizes([max(controls.sizeHint().width() + 20, 420), 520])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.splitter, 1)

@@ -539,3 +539,15 @@ def test_run_on_all_images_marks_the_files_it_could_not_read(qtbot, disc_ckpt, s
     assert row.text().startswith("✗") and "scene_9.png" in row.toolTip()
     assert c.folder.state(folder / "scene_9.png") == "failed"
     window.close()
+
+
+def test_the_docked_training_form_needs_no_sideways_scrolling(qtbot, disc_ckpt):
+    window = make_window(qtbot, disc_ckpt)
+    window.resize(1500, 920)
+    QTest.keyClick(window, Qt.Key.Key_T, Qt.KeyboardModifier.ControlModifier)
+    dock = window.docks["Training"]
+    qtbot.waitUntil(lambda: dock.isVisible() and window.training.curves.height() > 0, timeout=WAIT_MS)
+    left = window.training.splitter.widget(0)
+    qtbot.waitUntil(lambda: left.width() > 0, timeout=WAIT_MS)
+    assert left.width() >= left.widget().sizeHint().width(), (left.width(), left.widget().sizeHint().width())
+    window.close()
