@@ -118,7 +118,7 @@ def main(names: list[str]) -> int:
         if name == "main_window":
             _launch("main_window", {})
         elif name == "inspector":
-            _launch("inspector", {"DECONV_GUI_SCREENSHOT_INSPECT": os.environ.get("INSPECT_AT", "250,205")})
+            _launch("inspector", {"DECONV_GUI_SCREENSHOT_INSPECT": os.environ.get("INSPECT_AT", "420,227")})
         elif name == "annotation":
             annotation()
         elif name == "training_panel":
