@@ -34,7 +34,7 @@ from deconv_gui.document.session import ImageSession, ImageState, ViewChoices, p
 from deconv_gui.inference.runner import ModelRunner
 from deconv_gui.inference.tuning import crf_params_from_meta
 from deconv_gui.postprocess.crf import CRFParams
-from deconv_gui.ui.controller_ahead import AHEAD_LANE, LookAhead
+from deconv_gui.ui.controller_ahead import LookAhead
 from deconv_gui.ui.controller_exports import ExportCommands
 from deconv_gui.ui.controller_restore import ChoiceRestore
 from deconv_gui.ui.pictures import Drawn, Pictures, drawn, drawn_with_display, with_qimage
@@ -60,6 +60,8 @@ class _Pending:
     done: Callable[[Any], None]
     failed: Callable[[str], None] | None = None
     for_image: Path | None = None
+    quiet: bool = False
+    """Look-ahead work nobody asked for: its failure and its cancelling are not reported."""
 
 
 class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
@@ -444,7 +446,7 @@ class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
         cancelled by the next request (see :mod:`deconv_gui.ui.controller_ahead`)."""
         request_id = self.tasks.submit(lane, job, quiet=quiet)
         self._latest[lane] = request_id
-        self._pending[request_id] = _Pending(lane, done, failed, for_image)
+        self._pending[request_id] = _Pending(lane, done, failed, for_image, quiet)
         return request_id
 
     def _wanted(self, request_id: int, lane: str) -> _Pending | None:
@@ -516,7 +518,7 @@ class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
             return
         if pending.failed is not None:
             pending.failed(message)
-        if lane == AHEAD_LANE:  # nobody asked for it: the user meets the problem when asking
+        if pending.quiet:  # nobody asked for it: the user meets the problem when asking
             log.info("look-ahead: %s", message)
             return
         if tb:
@@ -537,10 +539,10 @@ class Controller(ExportCommands, ChoiceRestore, LookAhead, QObject):
         self.image_failed.emit(path, message)
 
     def _on_cancelled(self, request_id: int, lane: str) -> None:
-        self._pending.pop(request_id, None)
+        pending = self._pending.pop(request_id, None)
         if lane == "add_box":
             self._pending_boxes.clear()
-        if self._latest.get(lane) == request_id and lane != AHEAD_LANE:
+        if self._latest.get(lane) == request_id and not (pending is not None and pending.quiet):
             self.status.emit("cancelled")
             self.run_cancelled.emit()
 
