@@ -159,13 +159,18 @@ class ModelRunner:
 
         The image is zero-padded at the bottom/right to a multiple of 32 (and to at least the network's input
         size for DeconvNet, whose fc6 needs a 7×7 map) and the scores are cropped back — like the original FCN
-        pass, which padded to 500×500.
+        pass, which padded to 500×500. A model with ``meta.whole_scale`` ≠ 1 sees the image resized by that
+        factor first, and its scores are resized back to ``(H, W)``.
         """
-        from deconv_gui.models.registry import whole_image_size
+        from deconv_gui.models.registry import resize_images, resize_scores, scaled_size, whole_image_size
 
         h, w = image.shape[:2]
-        ph, pw = whole_image_size(self.architecture, h, w, self.meta.geometry)
+        sh, sw = scaled_size(h, w, self.meta.whole_scale)
+        if (sh, sw) != (h, w):
+            chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+            image = resize_images(chw, (sh, sw))[0].permute(1, 2, 0).numpy()
+        ph, pw = whole_image_size(self.architecture, sh, sw, self.meta.geometry)
         padded = np.zeros((ph, pw, 3), np.uint8)
-        padded[:h, :w] = image
-        out = self.forward_batch(padded[None])[0, :, :h, :w]
-        return out.cpu().numpy()
+        padded[:sh, :sw] = image
+        out = self.forward_batch(padded[None])[:, :, :sh, :sw]
+        return resize_scores(out, (h, w))[0].cpu().numpy()

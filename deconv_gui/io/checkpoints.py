@@ -69,6 +69,8 @@ class ModelMeta:
     ``input_size`` is the training crop side (224 for DeconvNet's instance crops). ``geometry`` is
     ``"aligned"`` (this project's layout) or ``"caffe"`` (FCN-8s as the original: conv1_1 pad 100, crops at
     5/9/31). ``train_config`` and ``metrics`` are free-form but must be plain (JSON-like) data.
+    ``whole_scale`` is the factor the image is resized by for a whole-image pass (a model trained on
+    half-size images has 0.5; the scores are resized back to the image).
     ``encoder_width`` / ``fc_width`` (VGG16 models) scale the encoder and fc6/fc7 apart from ``width``; ``None``
     means "as ``width``". ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
     field → value, e.g. ``{"min_side": 48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
@@ -84,6 +86,7 @@ class ModelMeta:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_size: int = 224
+    whole_scale: float = 1.0
     encoder_width: float | None = None
     fc_width: float | None = None
     proposals: dict = field(default_factory=dict)
@@ -108,6 +111,8 @@ class ModelMeta:
             found.append("mean/std are not 3 values with std > 0")
         if self.width <= 0:
             found.append(f"width is {self.width}")
+        if not 0 < self.whole_scale <= 4:
+            found.append(f"whole_scale is {self.whole_scale}, not in (0, 4]")
         if self.channel_order not in CHANNEL_ORDERS:
             found.append(f"channel_order is {self.channel_order!r}, not one of {', '.join(CHANNEL_ORDERS)}")
         if self.geometry not in GEOMETRIES:
@@ -148,6 +153,7 @@ class ModelMeta:
             meta.width = float(meta.width)
             meta.num_classes = int(meta.num_classes)
             meta.input_size = int(meta.input_size)
+            meta.whole_scale = float(meta.whole_scale)
             meta.class_names = [str(c) for c in meta.class_names]
             meta.palette = [[int(v) for v in c] for c in meta.palette]
             meta.mean, meta.std = [float(v) for v in meta.mean], [float(v) for v in meta.std]

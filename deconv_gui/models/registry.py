@@ -96,6 +96,30 @@ def whole_image_size(name: str, height: int, width: int, geometry: str = "aligne
     return max(-(-height // multiple) * multiple, min_side), max(-(-width // multiple) * multiple, min_side)
 
 
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(H, W)`` of a ``height × width`` image resized by ``scale`` for a whole-image pass (≥ 1 px a side)."""
+    if scale == 1.0:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """uint8 ``(B, 3, H, W)`` → uint8 ``(B, 3, *size)``, bilinear with antialiasing (area-like when shrinking);
+    the one resize that training's validation and the runner's whole-image pass share."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    out = torch.nn.functional.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
+                                          align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def resize_scores(scores: Tensor, size: tuple[int, int]) -> Tensor:
+    """Float scores ``(B, C, h, w)`` → ``(B, C, *size)`` (bilinear, as FCN's upsampling) — back to the image."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return torch.nn.functional.interpolate(scores.float(), size=size, mode="bilinear", align_corners=False)
+
+
 def _state_mismatches(model: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
     """Human-readable differences between the model's expected state and ``state_dict`` (missing, extra, shape)."""
     expected = model.state_dict()

@@ -92,6 +92,7 @@ class TrainConfig:
     # samples
     crop: tuple[int, int] = (352, 480)  # whole-image crop (H, W)
     scale: tuple[float, float] = (0.5, 2.0)
+    whole_scale: float = 1.0  # validation and the exported model's whole-image passes resize images by this
     rotate: float = 0.0  # ± degrees
     flip: bool = True
     photometric: float = 0.0  # whole-image samples: strength (0..1) of brightness/contrast/gamma/hue/blur jitter
@@ -153,6 +154,8 @@ class TrainConfig:
         if self.arch == "deconvnet" and self.batch_size < 2:
             raise DeconvGuiError("DeconvNet trains with batch_size ≥ 2 (its fc6/fc7 BatchNorm sees one value per "
                                  "channel per image at 224×224); use --grad-accum for a larger effective batch")
+        if not 0 < self.whole_scale <= 4:
+            raise DeconvGuiError(f"whole_scale must be in (0, 4], got {self.whole_scale}")
         if self.encoder_width < 0 or self.fc_width < 0 or not 0 < self.encoder_lr_scale <= 100:
             raise DeconvGuiError("encoder_width and fc_width must be ≥ 0 (0 = width) and encoder_lr_scale in (0, 100]")
         if (self.encoder_width or self.fc_width or self.init_encoder or self.freeze_encoder_stages) and \

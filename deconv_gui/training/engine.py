@@ -254,7 +254,8 @@ class _Trainer:
         else:
             cm = evaluate_whole(self.model, EvalImages(self.val_ds), arch=self.cfg.arch,
                                 num_classes=len(self.class_names), normalize=self.normalize,
-                                autocast=self.autocast, limit=self.cfg.val_limit, dist_info=self.dist)
+                                autocast=self.autocast, limit=self.cfg.val_limit, dist_info=self.dist,
+                                scale=self.cfg.whole_scale)
         self.net.train()
         record = val_record(cm, self.class_names)
         self.last_val = {"iteration": iteration, **record}

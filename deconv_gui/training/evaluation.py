@@ -18,7 +18,7 @@ from torch import nn
 
 from deconv_gui.core.metrics import ConfusionMatrix
 from deconv_gui.io.checkpoints import ModelMeta
-from deconv_gui.models.registry import whole_image_size
+from deconv_gui.models.registry import resize_images, resize_scores, scaled_size, whole_image_size
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.distributed import DistInfo, sum_tensor
 
@@ -43,24 +43,27 @@ class Normalizer:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def padded_forward(model: nn.Module, images: torch.Tensor, arch: str, normalize: Normalizer) -> torch.Tensor:
+def padded_forward(model: nn.Module, images: torch.Tensor, arch: str, normalize: Normalizer,
+                   scale: float = 1.0) -> torch.Tensor:
     """Raw scores ``(B, C, H, W)`` for uint8 ``images`` ``(B, 3, H, W)``, padded at the bottom/right to the
     network's needs with black pixels *before* normalisation — as training crops and ``inference/runner.py``
-    pad — and cropped back."""
+    pad — and cropped back. ``scale`` ≠ 1 resizes the images first and the scores back (``meta.whole_scale``)."""
     h, w = images.shape[-2:]
-    ph, pw = whole_image_size(arch, h, w)
-    if (ph, pw) != (h, w):
-        images = F.pad(images, (0, pw - w, 0, ph - h))
-    return model(normalize(images))["out"][..., :h, :w]
+    sh, sw = scaled_size(h, w, scale)
+    images = resize_images(images, (sh, sw))
+    ph, pw = whole_image_size(arch, sh, sw)
+    if (ph, pw) != (sh, sw):
+        images = F.pad(images, (0, pw - sw, 0, ph - sh))
+    return resize_scores(model(normalize(images))["out"][..., :sh, :sw], (h, w))
 
 
 @torch.no_grad()
 def evaluate_whole(model: nn.Module, images: torch.utils.data.Dataset, *, arch: str, num_classes: int,
                    normalize: Normalizer, autocast, limit: int = 0,  # noqa: ANN001 - a context factory
-                   dist_info: DistInfo | None = None) -> ConfusionMatrix:
+                   dist_info: DistInfo | None = None, scale: float = 1.0) -> ConfusionMatrix:
     """Score ``model`` on ``images`` (items ``(uint8 (3,H,W), int64 (H,W))``, void 255) → confusion matrix.
 
-    ``limit`` > 0 uses only the first ``limit`` images. The model is left in eval mode; the caller restores
+    ``limit`` > 0 uses only the first ``limit`` images; ``scale`` is the whole-image resize factor. The model is left in eval mode; the caller restores
     training mode.
     """
     dist_info = dist_info or DistInfo()
@@ -70,7 +73,7 @@ def evaluate_whole(model: nn.Module, images: torch.utils.data.Dataset, *, arch: 
     for i in range(dist_info.rank, n, dist_info.world_size):
         image, label = images[i]
         with autocast():
-            scores = padded_forward(model, image[None], arch, normalize)
+            scores = padded_forward(model, image[None], arch, normalize, scale)
         pred = scores[0].float().argmax(0).cpu().numpy().astype(np.int64)
         cm.update(label.numpy(), pred)
     if dist_info.enabled:

@@ -116,6 +116,7 @@ def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> Mode
     return ModelMeta(
         architecture=cfg.arch, width=float(cfg.width), num_classes=len(ds.class_names),
         class_names=list(ds.class_names), palette=ds.palette.tolist(), mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD), input_size=int(input_size), train_config=cfg.to_dict(), metrics=metrics,
+        std=list(IMAGENET_STD), input_size=int(input_size), whole_scale=float(cfg.whole_scale),
+        train_config=cfg.to_dict(), metrics=metrics,
         **split_widths(cfg),
     )
