@@ -12,7 +12,9 @@ Sources (:func:`vgg16_encoder_tensors`):
 
 :func:`load_vgg16_encoder` copies the 13 convs (shapes must match: a full-width encoder needs
 ``encoder_width 1.0``); mismatches raise :class:`~deconv_gui.core.errors.CheckpointError` naming the source,
-the layer and both shapes. fc6/fc7, BN layers without a source and the decoder keep their fresh init.
+the layer and both shapes. From a deconv_gui checkpoint, fc6/fc7 come along too where their shapes match
+(:func:`load_fc_layers`: an FCN-8s trained here hands DeconvNet semantic fc7 features, not only edges);
+otherwise fc6/fc7, BN layers without a source and the decoder keep their fresh init.
 """
 
 from __future__ import annotations
@@ -172,8 +174,43 @@ def load_vgg16_encoder(model: nn.Module, source: str, *, mean: list[float] | Non
                 bn.running_var.copy_(running_var)
                 # BN(conv(x) + b) with our bias-free conv: subtract the dropped bias from the running mean
                 bn.running_mean.copy_(running_mean - (bias if conv.bias is None else 0.0))
+    if described.startswith("checkpoint "):
+        from deconv_gui.models.registry import model_from_checkpoint
+
+        source_model, _ = model_from_checkpoint(Path(os.path.expanduser(source)))
+        if load_fc_layers(model, source_model):
+            described += " (with fc6/fc7)"
     log.info("encoder initialised from %s", described)
     return described
+
+
+def _fc_convs(model: nn.Module) -> list[nn.Conv2d] | None:
+    """``[fc6, fc7]`` convs of a VGG16 model (DeconvNet wraps them in ConvBNReLU, FCN-8s does not), or None."""
+    found = []
+    for name in ("fc6", "fc7"):
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Sequential):
+            module = module[0]
+        if not isinstance(module, nn.Conv2d):
+            return None
+        found.append(module)
+    return found
+
+
+def load_fc_layers(model: nn.Module, source: nn.Module) -> bool:
+    """Copy ``source``'s fc6/fc7 weights into ``model``'s when both have them with the same shapes (FCN-8s'
+    7×7 pad-3 fc6 and DeconvNet's valid 7×7 fc6 share a kernel shape); biases as in
+    :func:`load_vgg16_encoder` (dropped before a fresh BN). Returns whether anything was copied."""
+    ours, theirs = _fc_convs(model), _fc_convs(source)
+    if ours is None or theirs is None or any(a.weight.shape != b.weight.shape for a, b in zip(ours, theirs,
+                                                                                            strict=True)):
+        return False
+    with torch.no_grad():
+        for conv, src in zip(ours, theirs, strict=True):
+            conv.weight.copy_(src.weight)
+            if conv.bias is not None and src.bias is not None:
+                conv.bias.copy_(src.bias)
+    return True
 
 
 def encoder_parameters(model: nn.Module, stages: int | None = None) -> list[nn.Parameter]:

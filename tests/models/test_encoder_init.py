@@ -142,3 +142,21 @@ def test_checkpoint_source_and_freezing(tmp_path: Path) -> None:
     assert len(frozen) == 4 * 3  # 4 convs (no bias) + their BN weight and bias
     with pytest.raises(CheckpointError, match="no such file"):
         load_vgg16_encoder(model, str(tmp_path / "missing.pth"))
+
+
+def test_fc6_fc7_come_along_from_a_checkpoint_where_their_shapes_match(tmp_path: Path) -> None:
+    """An FCN-8s trained here hands DeconvNet its fc6/fc7 too (same kernel shapes); other widths keep theirs."""
+    from deconv_gui.models.registry import model_from_checkpoint
+    from tests.conftest import save_tiny_checkpoint
+
+    ckpt = save_tiny_checkpoint(tmp_path / "fcn.pt", "fcn8s", width=0.125)
+    source, _ = model_from_checkpoint(ckpt)
+    model = deconvnet(num_classes=3, width=0.25, encoder_width=0.125, fc_width=0.125)
+    described = load_vgg16_encoder(model, str(ckpt))
+    assert described.endswith("(with fc6/fc7)")
+    assert torch.equal(model.fc6[0].weight, source.fc6.weight)
+    assert torch.equal(model.fc7[0].weight, source.fc7.weight)
+    other = deconvnet(num_classes=3, width=0.25, encoder_width=0.125, fc_width=0.25)
+    before = other.fc6[0].weight.clone()
+    assert not load_vgg16_encoder(other, str(ckpt)).endswith("(with fc6/fc7)")
+    assert torch.equal(other.fc6[0].weight, before)
