@@ -162,15 +162,9 @@ class ModelRunner:
         pass, which padded to 500×500. A model with ``meta.whole_scale`` ≠ 1 sees the image resized by that
         factor first, and its scores are resized back to ``(H, W)``.
         """
-        from deconv_gui.models.registry import resize_images, resize_scores, scaled_size, whole_image_size
+        from deconv_gui.models.registry import whole_image_forward
 
-        h, w = image.shape[:2]
-        sh, sw = scaled_size(h, w, self.meta.whole_scale)
-        if (sh, sw) != (h, w):
-            chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-            image = resize_images(chw, (sh, sw))[0].permute(1, 2, 0).numpy()
-        ph, pw = whole_image_size(self.architecture, sh, sw, self.meta.geometry)
-        padded = np.zeros((ph, pw, 3), np.uint8)
-        padded[:sh, :sw] = image
-        out = self.forward_batch(padded[None])[:, :, :sh, :sw]
-        return resize_scores(out, (h, w))[0].cpu().numpy()
+        chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        out = whole_image_forward(lambda x: self.forward_batch(x.permute(0, 2, 3, 1).numpy()), chw,
+                                  self.architecture, geometry=self.meta.geometry, scale=self.meta.whole_scale)
+        return out[0].cpu().numpy()

@@ -84,8 +84,9 @@ def _torchvision_tensors(state: dict[str, Tensor], path: Path) -> list[ConvTenso
     return convs
 
 
-def _checkpoint_tensors(path: Path) -> list[ConvTensors]:
-    """The 13 encoder convs (and BN) of a deconv_gui DeconvNet / FCN-8s checkpoint."""
+def _checkpoint_tensors(path: Path) -> tuple[list[ConvTensors], list[ConvTensors] | None]:
+    """The 13 encoder convs (and BN) of a deconv_gui DeconvNet / FCN-8s checkpoint, and its ``[fc6, fc7]``
+    (weight and bias; None when it has no such convs)."""
     from deconv_gui.models.registry import model_from_checkpoint
 
     model, meta = model_from_checkpoint(path)
@@ -93,13 +94,19 @@ def _checkpoint_tensors(path: Path) -> list[ConvTensors]:
         raise CheckpointError(f"holds {meta.architecture}, which has no VGG16 encoder", path)
     convs = []
     for conv in model.encoder_convs:
-        item = ConvTensors(conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone())
+        item = _conv_tensors(conv)
         bn = _bn_after(model, conv)
         if bn is not None:
             item.bn = (bn.weight.detach().clone(), bn.bias.detach().clone(), bn.running_mean.clone(),
                        bn.running_var.clone())
         convs.append(item)
-    return convs
+    fc = _fc_convs(model)
+    return convs, None if fc is None else [_conv_tensors(conv) for conv in fc]
+
+
+def _conv_tensors(conv: nn.Conv2d) -> ConvTensors:
+    """A detached copy of ``conv``'s weight and bias."""
+    return ConvTensors(conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone())
 
 
 def _bn_after(model: nn.Module, conv: nn.Conv2d) -> nn.BatchNorm2d | None:
@@ -115,15 +122,16 @@ def _bn_after(model: nn.Module, conv: nn.Conv2d) -> nn.BatchNorm2d | None:
 
 def vgg16_encoder_tensors(
     source: str, *, mean: list[float] | None = None, std: list[float] | None = None
-) -> tuple[list[ConvTensors], str]:
-    """The 13 conv tensors of ``source`` (``"hed"`` or a file, see the module docstring) and a description.
+) -> tuple[list[ConvTensors], str, list[ConvTensors] | None]:
+    """The 13 conv tensors of ``source`` (``"hed"`` or a file, see the module docstring), a description, and
+    ``[fc6, fc7]`` where the source has them in a form we can copy (deconv_gui checkpoints; else None).
 
     ``mean`` / ``std`` are the target model's input normalisation (default ImageNet's); they matter for HED only.
     """
     mean = list(IMAGENET_MEAN) if mean is None else list(mean)
     std = list(IMAGENET_STD) if std is None else list(std)
     if source == "hed":
-        return _hed_tensors(mean, std)
+        return (*_hed_tensors(mean, std), None)
     path = Path(os.path.expanduser(source))
     if not path.is_file():
         raise CheckpointError("--init-encoder: no such file (give 'hed', a torchvision VGG16 file or a "
@@ -134,11 +142,12 @@ def vgg16_encoder_tensors(
         load_checkpoint(path)
         raise CheckpointError("not a readable weights file", path) from None
     if isinstance(payload, dict) and payload.get("format") == "deconv_gui.checkpoint":
-        return _checkpoint_tensors(path), f"checkpoint {path.name}"
+        convs, fc = _checkpoint_tensors(path)
+        return convs, f"checkpoint {path.name}", fc
     if isinstance(payload, dict) and any(str(k).startswith("features.") for k in payload):
         kind = "vgg16_bn" if any(v.ndim == 1 and str(k).endswith("running_mean") for k, v in payload.items()
                                  if isinstance(v, Tensor)) else "vgg16"
-        return _torchvision_tensors(payload, path), f"torchvision {kind} ({path.name})"
+        return _torchvision_tensors(payload, path), f"torchvision {kind} ({path.name})", None
     raise CheckpointError("neither a deconv_gui checkpoint nor a torchvision VGG16 state dict", path)
 
 
@@ -153,7 +162,7 @@ def load_vgg16_encoder(model: nn.Module, source: str, *, mean: list[float] | Non
     convs_out = getattr(model, "encoder_convs", None)
     if convs_out is None:
         raise CheckpointError(f"--init-encoder: {type(model).__name__} has no VGG16 encoder")
-    tensors, described = vgg16_encoder_tensors(source, mean=mean, std=std)
+    tensors, described, fc = vgg16_encoder_tensors(source, mean=mean, std=std)
     names = [f"conv{b}_{i}" for b, n in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, n + 1)]
     for name, conv, src in zip(names, convs_out, tensors, strict=True):
         if tuple(src.weight.shape) != tuple(conv.weight.shape):
@@ -174,12 +183,8 @@ def load_vgg16_encoder(model: nn.Module, source: str, *, mean: list[float] | Non
                 bn.running_var.copy_(running_var)
                 # BN(conv(x) + b) with our bias-free conv: subtract the dropped bias from the running mean
                 bn.running_mean.copy_(running_mean - (bias if conv.bias is None else 0.0))
-    if described.startswith("checkpoint "):
-        from deconv_gui.models.registry import model_from_checkpoint
-
-        source_model, _ = model_from_checkpoint(Path(os.path.expanduser(source)))
-        if load_fc_layers(model, source_model):
-            described += " (with fc6/fc7)"
+    if fc is not None and load_fc_layers(model, fc):
+        described += " (with fc6/fc7)"
     log.info("encoder initialised from %s", described)
     return described
 
@@ -197,16 +202,15 @@ def _fc_convs(model: nn.Module) -> list[nn.Conv2d] | None:
     return found
 
 
-def load_fc_layers(model: nn.Module, source: nn.Module) -> bool:
-    """Copy ``source``'s fc6/fc7 weights into ``model``'s when both have them with the same shapes (FCN-8s'
-    7×7 pad-3 fc6 and DeconvNet's valid 7×7 fc6 share a kernel shape); biases as in
-    :func:`load_vgg16_encoder` (dropped before a fresh BN). Returns whether anything was copied."""
-    ours, theirs = _fc_convs(model), _fc_convs(source)
-    if ours is None or theirs is None or any(a.weight.shape != b.weight.shape for a, b in zip(ours, theirs,
-                                                                                            strict=True)):
+def load_fc_layers(model: nn.Module, fc: list[ConvTensors]) -> bool:
+    """Copy a source's ``[fc6, fc7]`` into ``model``'s when the shapes match (FCN-8s' 7×7 pad-3 fc6 and
+    DeconvNet's valid 7×7 fc6 share a kernel shape); biases as in :func:`load_vgg16_encoder` (dropped before a
+    fresh BN). Returns whether anything was copied."""
+    ours = _fc_convs(model)
+    if ours is None or any(conv.weight.shape != src.weight.shape for conv, src in zip(ours, fc, strict=True)):
         return False
     with torch.no_grad():
-        for conv, src in zip(ours, theirs, strict=True):
+        for conv, src in zip(ours, fc, strict=True):
             conv.weight.copy_(src.weight)
             if conv.bias is not None and src.bias is not None:
                 conv.bias.copy_(src.bias)

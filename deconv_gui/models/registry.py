@@ -103,21 +103,26 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def resize_images(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """uint8 ``(B, 3, H, W)`` → uint8 ``(B, 3, *size)``, bilinear with antialiasing (area-like when shrinking);
-    the one resize that training's validation and the runner's whole-image pass share."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    out = torch.nn.functional.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
-                                          align_corners=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
-
-
-def resize_scores(scores: Tensor, size: tuple[int, int]) -> Tensor:
-    """Float scores ``(B, C, h, w)`` → ``(B, C, *size)`` (bilinear, as FCN's upsampling) — back to the image."""
-    if tuple(scores.shape[-2:]) == tuple(size):
-        return scores
-    return torch.nn.functional.interpolate(scores.float(), size=size, mode="bilinear", align_corners=False)
+def whole_image_forward(forward: Callable[[Tensor], Tensor], images: Tensor, name: str, *,
+                        geometry: str = "aligned", scale: float = 1.0) -> Tensor:
+    """Raw scores ``(B, C, H, W)`` for uint8 ``images`` ``(B, 3, H, W)`` through ``forward`` (uint8
+    ``(B, 3, h, w)`` → scores ``(B, C, h, w)``): resized by ``scale`` (bilinear, antialiased) when ≠ 1,
+    zero-padded at the bottom/right to :func:`whole_image_size`, cropped back, and the scores resized back to
+    ``(H, W)`` (bilinear). The one whole-image pass of training's validation and the runner."""
+    functional = torch.nn.functional
+    h, w = images.shape[-2:]
+    sh, sw = scaled_size(h, w, scale)
+    if (sh, sw) != (h, w):
+        resized = functional.interpolate(images.float(), size=(sh, sw), mode="bilinear", antialias=True,
+                                align_corners=False)
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    ph, pw = whole_image_size(name, sh, sw, geometry)
+    if (ph, pw) != (sh, sw):
+        images = functional.pad(images, (0, pw - sw, 0, ph - sh))
+    scores = forward(images)[..., :sh, :sw]
+    if (sh, sw) != (h, w):
+        scores = functional.interpolate(scores.float(), size=(h, w), mode="bilinear", align_corners=False)
+    return scores
 
 
 def _state_mismatches(model: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:

@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deconv_gui.core.metrics import ConfusionMatrix
 from deconv_gui.io.checkpoints import ModelMeta
-from deconv_gui.models.registry import resize_images, resize_scores, scaled_size, whole_image_size
+from deconv_gui.models.registry import whole_image_forward
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.distributed import DistInfo, sum_tensor
 
@@ -47,14 +46,9 @@ def padded_forward(model: nn.Module, images: torch.Tensor, arch: str, normalize:
                    scale: float = 1.0) -> torch.Tensor:
     """Raw scores ``(B, C, H, W)`` for uint8 ``images`` ``(B, 3, H, W)``, padded at the bottom/right to the
     network's needs with black pixels *before* normalisation — as training crops and ``inference/runner.py``
-    pad — and cropped back. ``scale`` ≠ 1 resizes the images first and the scores back (``meta.whole_scale``)."""
-    h, w = images.shape[-2:]
-    sh, sw = scaled_size(h, w, scale)
-    images = resize_images(images, (sh, sw))
-    ph, pw = whole_image_size(arch, sh, sw)
-    if (ph, pw) != (sh, sw):
-        images = F.pad(images, (0, pw - sw, 0, ph - sh))
-    return resize_scores(model(normalize(images))["out"][..., :sh, :sw], (h, w))
+    pad — and cropped back. ``scale`` ≠ 1 resizes the images first and the scores back (``meta.whole_scale``);
+    see :func:`~deconv_gui.models.registry.whole_image_forward`."""
+    return whole_image_forward(lambda x: model(normalize(x))["out"], images, arch, scale=scale)
 
 
 @torch.no_grad()
@@ -63,8 +57,8 @@ def evaluate_whole(model: nn.Module, images: torch.utils.data.Dataset, *, arch: 
                    dist_info: DistInfo | None = None, scale: float = 1.0) -> ConfusionMatrix:
     """Score ``model`` on ``images`` (items ``(uint8 (3,H,W), int64 (H,W))``, void 255) → confusion matrix.
 
-    ``limit`` > 0 uses only the first ``limit`` images; ``scale`` is the whole-image resize factor. The model is left in eval mode; the caller restores
-    training mode.
+    ``limit`` > 0 uses only the first ``limit`` images; ``scale`` is the whole-image resize factor. The model
+    is left in eval mode; the caller restores training mode.
     """
     dist_info = dist_info or DistInfo()
     model.eval()
