@@ -39,7 +39,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "stage": STAGES,
     "optimizer": ("sgd", "rmsprop", "adam"),
     "schedule": ("step", "poly", "constant"),
-    "class_weighting": ("none", "linknet"),
+    "class_weighting": ("none", "linknet", "sqrt"),
     "val_mode": ("whole", "instances"),
     "device": DEVICES,
     "precision": TRAINING_PRECISIONS,

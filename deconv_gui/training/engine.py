@@ -187,7 +187,7 @@ class _Trainer:
         self.net = dist_utils.wrap_model(model, self.dist, self.device, cfg.sync_bn)
         if cfg.sync_bn and self.dist.enabled:
             self.model = self.net.module  # SyncBN conversion made new modules
-        if cfg.class_weighting == "linknet":
+        if cfg.class_weighting != "none":
             log.info("counting class pixels over %d labels for the class weights…", len(self.train_ds))
         weights = class_weights(cfg, self.train_ds)
         self.criterion = SegmentationLoss(None if weights is None else weights.numpy(), cfg.aux_weight).to(self.device)

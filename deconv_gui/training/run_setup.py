@@ -20,7 +20,8 @@ from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.io.checkpoints import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from deconv_gui.models.registry import build_model
 from deconv_gui.training.config import TrainConfig
-from deconv_gui.training.datasets import SegmentationDataset, class_frequencies, linknet_class_weights
+from deconv_gui.training.datasets import (SegmentationDataset, class_frequencies, linknet_class_weights,
+                                         sqrt_class_weights)
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,12 @@ def train_samples(cfg: TrainConfig, ds: SegmentationDataset) -> Dataset:
 
 
 def class_weights(cfg: TrainConfig, ds: SegmentationDataset) -> torch.Tensor | None:
-    """LinkNet's ``1 / ln(1.02 + p_c)`` weights from the train split's pixel frequencies, or None."""
-    if cfg.class_weighting != "linknet":
+    """Class weights from the train split's pixel frequencies (LinkNet's ``1 / ln(1.02 + p_c)`` or
+    ``sqrt(median / p_c)``), or None for ``class_weighting: none``."""
+    if cfg.class_weighting == "none":
         return None
-    weights = linknet_class_weights(class_frequencies(ds, progress=True))
+    rule = linknet_class_weights if cfg.class_weighting == "linknet" else sqrt_class_weights
+    weights = rule(class_frequencies(ds, progress=True))
     log.info("class weights: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(ds.class_names, weights, strict=True)))
     return torch.as_tensor(weights, dtype=torch.float32)
 

@@ -17,6 +17,7 @@ from deconv_gui.training.datasets import (
     class_frequencies,
     linknet_class_weights,
     open_dataset,
+    sqrt_class_weights,
 )
 from deconv_gui.training.synthetic_tree import write_synthetic_tree
 
@@ -151,6 +152,24 @@ def test_cache_images_and_class_frequencies(trees: dict[str, Path]) -> None:
     assert camvid.sum() == pytest.approx(1.0) and not np.allclose(camvid, freq)  # void frame excluded
     w = linknet_class_weights(np.array([0.0, 0.5, np.e - 1.02]))
     assert np.allclose(w, [1 / np.log(1.02), 1 / np.log(1.52), 1.0])
+
+
+def test_sqrt_class_weights_lift_rare_classes_by_the_root_of_their_rarity() -> None:
+    # present classes 0.64, 0.16, 0.04 (median 0.16); the absent class keeps weight 1
+    w = sqrt_class_weights(np.array([0.64, 0.16, 0.04, 0.0]))
+    assert np.allclose(w, [0.5, 1.0, 2.0, 1.0])
+    assert np.allclose(sqrt_class_weights(np.zeros(3)), 1.0)
+
+
+def test_class_weighting_picks_the_rule(trees) -> None:
+    from deconv_gui.training.config import TrainConfig
+    from deconv_gui.training.run_setup import class_weights
+
+    ds = open_dataset(trees["folder"], "folder", "train")
+    freq = class_frequencies(ds)
+    assert class_weights(TrainConfig(class_weighting="none"), ds) is None
+    assert np.allclose(class_weights(TrainConfig(class_weighting="sqrt"), ds).numpy(), sqrt_class_weights(freq))
+    assert np.allclose(class_weights(TrainConfig(class_weighting="linknet"), ds).numpy(), linknet_class_weights(freq))
 
 
 # ------------------------------------------------------------------------------------------ errors
