@@ -1,7 +1,7 @@
 """The controller's export commands: the current image, every image of the list, the edited images as a dataset.
 
 A mixin of :class:`deconv_gui.ui.controller.Controller` (it uses the controller's engine, folder, opened sessions,
-``_submit`` and signals); kept apart so that the controller stays about opening, models and running.
+``_submit`` and signals); kept apart so that the controller stays about opening and running.
 """
 
 from __future__ import annotations
