@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deconv_gui.core.palette import voc_palette  # noqa: E402
 from deconv_gui.core.synthetic import make_scene  # noqa: E402
-from deconv_gui.inference.crops import integer_boxes  # noqa: E402
+from deconv_gui.proposals.crops import integer_boxes  # noqa: E402
 from deconv_gui.inference.pipeline import PipelineOptions, Segmenter  # noqa: E402
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions  # noqa: E402
 from deconv_gui.io.checkpoints import ModelMeta  # noqa: E402

@@ -33,6 +33,30 @@ SYNTHETIC_COLOURS: tuple[tuple[int, int, int], ...] = (
 # Preferred hue per class (index = class id); only a loose hint, see module docstring.
 _CLASS_HUES = (0.0, 0.0, 0.33, 0.62, 0.15, 0.83)
 _ANY_HUE_PROBABILITY = 0.4
+
+
+@dataclass(frozen=True)
+class _Colouring:
+    """How shapes are coloured: preferred hue per class (index = class id), the spread around it, the
+    saturation and value ranges of the base colour, and the texture's second colour — darker by a factor in
+    ``dark`` or lighter by a fraction of the way to white in ``light``."""
+
+    hues: tuple[float, ...] = _CLASS_HUES
+    hue_spread: float = 0.06
+    saturation: tuple[float, float] = (0.5, 1.0)
+    value: tuple[float, float] = (0.4, 0.95)
+    dark: tuple[float, float] = (0.45, 0.8)
+    light: tuple[float, float] = (0.25, 0.6)
+
+
+_STANDARD_COLOURING = _Colouring()
+# Demo scenes: the five hues spread evenly round the wheel near the overlay colours (disc red, ring yellow,
+# square green, triangle blue, cross magenta), a narrow spread, vivid base colours and gentle textures, so
+# that colour tells the classes apart and the shape tells where each one ends.
+_DEMO_COLOURING = _Colouring(
+    hues=(0.0, 0.0, 0.40, 0.61, 0.18, 0.81), hue_spread=0.02, saturation=(0.7, 1.0), value=(0.6, 0.95),
+    dark=(0.7, 0.85), light=(0.15, 0.35),
+)
 # Default shape size (diameter / side) as a fraction of the shorter image side. At 240×320 this gives
 # 72–156 px, at 360×480 108–234 px, so many shapes pass Edge Boxes' 112 px minimum side.
 _DEFAULT_MIN_SIZE_FRACTION = 0.3
@@ -112,8 +136,9 @@ def make_scene(
 
 def make_demo_scene(seed: int, *, height: int = 360, width: int = 480) -> SyntheticScene:
     """The demo variant (deterministic in ``seed``): 2–4 shapes of 0.24–0.38 of the shorter side, kept apart
-    (no shape touches another, so each is one whole instance), colour always in the class's hue, on a plain
-    muted background (smooth shading, no stripes or blobs). What the bundled demo model is trained on."""
+    (no shape touches another, so each is one whole instance), vivid colour always near the class's hue (five
+    hues spread round the wheel) with gentle textures, on a plain muted background (smooth shading, no stripes
+    or blobs). What the bundled demo model is trained on."""
     if height < 64 or width < 64:
         raise ValueError(f"a demo scene needs at least 64×64 pixels, got {height}×{width}")
     short = min(height, width)
@@ -123,7 +148,7 @@ def make_demo_scene(seed: int, *, height: int = 360, width: int = 480) -> Synthe
     scene = None
     for _ in range(_LAYOUT_ATTEMPTS):
         n = int(rng.integers(2, 5))
-        scene = _paint_shapes(rng, background, n, lo, hi, 0.0, separate=True)
+        scene = _paint_shapes(rng, background, n, lo, hi, 0.0, separate=True, colouring=_DEMO_COLOURING)
         if len(scene.classes) >= 2:
             return scene
     assert scene is not None
@@ -136,11 +161,12 @@ _DEMO_SIZE_FRACTION = (0.24, 0.38)
 def _paint_shapes(
     rng: np.random.Generator, background: np.ndarray, n: int, lo: int, hi: int,
     any_hue_probability: float = _ANY_HUE_PROBABILITY, *, separate: bool = False,
+    colouring: _Colouring = _STANDARD_COLOURING,
 ) -> SyntheticScene:
     """Paint ``n`` shapes over a copy of ``background`` (``(H, W, 3) float32``) and build the labels.
 
     ``separate``: a shape whose window would overlap an earlier shape's (plus a 6-px gap) is skipped, so no
-    two shapes touch."""
+    two shapes touch. ``colouring``: the hues, colour ranges and texture contrast."""
     height, width = background.shape[:2]
     canvas = background.copy()
     semantic = np.zeros((height, width), np.uint8)
@@ -156,8 +182,9 @@ def _paint_shapes(
         if separate and _touches(instances, window, mask, gap=6):
             continue
         centres.append((cy, cx))
-        colour = _shape_colour(rng, cls, background[int(cy) % height, int(cx) % width], any_hue_probability)
-        texture = _texture(rng, u, v, size, colour)
+        colour = _shape_colour(rng, cls, background[int(cy) % height, int(cx) % width], any_hue_probability,
+                               colouring)
+        texture = _texture(rng, u, v, size, colour, colouring)
         canvas[window][mask] = texture[mask]
         semantic[window][mask] = cls
         instances[window][mask] = k
@@ -257,7 +284,8 @@ def _shape_mask(
 
 
 def _shape_colour(
-    rng: np.random.Generator, cls: int, background_rgb: np.ndarray, any_hue_probability: float = _ANY_HUE_PROBABILITY
+    rng: np.random.Generator, cls: int, background_rgb: np.ndarray, any_hue_probability: float = _ANY_HUE_PROBABILITY,
+    colouring: _Colouring = _STANDARD_COLOURING,
 ) -> np.ndarray:
     """``(3,) float32`` saturated base colour, hue loosely tied to ``cls``, far from the local background."""
     best, best_dist = np.zeros(3, np.float32), -1.0
@@ -265,8 +293,9 @@ def _shape_colour(
         if rng.random() < any_hue_probability:
             hue = rng.random()
         else:
-            hue = (_CLASS_HUES[cls] + rng.normal(0.0, 0.06)) % 1.0
-        rgb = np.asarray(colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1.0), rng.uniform(0.4, 0.95)), np.float32)
+            hue = (colouring.hues[cls] + rng.normal(0.0, colouring.hue_spread)) % 1.0
+        rgb = np.asarray(colorsys.hsv_to_rgb(hue, rng.uniform(*colouring.saturation), rng.uniform(*colouring.value)),
+                         np.float32)
         rgb *= 255.0
         dist = float(np.linalg.norm(rgb - background_rgb))
         if dist > best_dist:
@@ -277,7 +306,8 @@ def _shape_colour(
 
 
 def _texture(
-    rng: np.random.Generator, u: np.ndarray, v: np.ndarray, size: float, colour: np.ndarray
+    rng: np.random.Generator, u: np.ndarray, v: np.ndarray, size: float, colour: np.ndarray,
+    colouring: _Colouring = _STANDARD_COLOURING,
 ) -> np.ndarray:
     """``(h, w, 3) float32`` texture in shape coordinates: flat, stripes, checker, gradient or spots."""
     kind = int(rng.integers(0, 5))
@@ -296,9 +326,9 @@ def _texture(
         period = rng.uniform(8.0, 18.0)
         pattern = 0.5 + 0.5 * np.sin(u * (2 * np.pi / period)) * np.sin(v * (2 * np.pi / period))
     if rng.random() < 0.5:
-        second = colour * np.float32(rng.uniform(0.45, 0.8))
+        second = colour * np.float32(rng.uniform(*colouring.dark))
     else:
-        second = colour + (255.0 - colour) * np.float32(rng.uniform(0.25, 0.6))
+        second = colour + (255.0 - colour) * np.float32(rng.uniform(*colouring.light))
     pattern = pattern.astype(np.float32)[..., None]
     return colour + (second - colour) * pattern
 

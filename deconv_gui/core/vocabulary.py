@@ -34,6 +34,11 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 TRAINING_PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
+CropFill = Literal["zeros", "edge"]
+CROP_FILLS: tuple[str, ...] = ("zeros", "edge")
+"""What a proposal crop holds where its box reaches past the image: black (the original code's zero padding) or
+the image's border pixels repeated (no false straight edge for the network to read as an object's side)."""
+
 DatasetFormat = Literal["camvid", "voc", "folder"]
 DATASET_FORMATS: tuple[str, ...] = ("camvid", "voc", "folder")
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from deconv_gui.core.errors import CheckpointError
+from deconv_gui.core.vocabulary import CROP_FILLS
 from deconv_gui.io.atomic import atomic_path
 from deconv_gui.io.files import require_readable_file
 
@@ -70,7 +71,8 @@ class ModelMeta:
     ``"aligned"`` (this project's layout) or ``"caffe"`` (FCN-8s as the original: conv1_1 pad 100, crops at
     5/9/31). ``train_config`` and ``metrics`` are free-form but must be plain (JSON-like) data.
     ``whole_scale`` is the factor the image is resized by for a whole-image pass (a model trained on
-    half-size images has 0.5; the scores are resized back to the image).
+    half-size images has 0.5; the scores are resized back to the image). ``crop_fill`` is what a proposal crop
+    holds past the image's border (:data:`~deconv_gui.core.vocabulary.CROP_FILLS`; as the model was trained).
     ``encoder_width`` / ``fc_width`` (VGG16 models) scale the encoder and fc6/fc7 apart from ``width``; ``None``
     means "as ``width``". ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
     field → value, e.g. ``{"min_side": 48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
@@ -87,6 +89,7 @@ class ModelMeta:
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     input_size: int = 224
     whole_scale: float = 1.0
+    crop_fill: str = "zeros"
     encoder_width: float | None = None
     fc_width: float | None = None
     proposals: dict = field(default_factory=dict)
@@ -113,6 +116,8 @@ class ModelMeta:
             found.append(f"width is {self.width}")
         if not 0 < self.whole_scale <= 4:
             found.append(f"whole_scale is {self.whole_scale}, not in (0, 4]")
+        if self.crop_fill not in CROP_FILLS:
+            found.append(f"crop_fill is {self.crop_fill!r}, not one of {', '.join(CROP_FILLS)}")
         if self.channel_order not in CHANNEL_ORDERS:
             found.append(f"channel_order is {self.channel_order!r}, not one of {', '.join(CHANNEL_ORDERS)}")
         if self.geometry not in GEOMETRIES:
@@ -160,6 +165,7 @@ class ModelMeta:
             meta.encoder_width = None if meta.encoder_width is None else float(meta.encoder_width)
             meta.fc_width = None if meta.fc_width is None else float(meta.fc_width)
             meta.channel_order, meta.geometry = str(meta.channel_order), str(meta.geometry)
+            meta.crop_fill = str(meta.crop_fill)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"metadata is malformed ({err})", path) from None
         problems = meta.problems()

@@ -23,7 +23,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.core.vocabulary import DATASET_FORMATS, DEVICES, STAGES, TRAINING_PRECISIONS
+from deconv_gui.core.vocabulary import CROP_FILLS, DATASET_FORMATS, DEVICES, STAGES, TRAINING_PRECISIONS
 from deconv_gui.models.registry import MODEL_BUILDERS
 
 try:  # Python ≥ 3.11
@@ -41,6 +41,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("step", "poly", "constant"),
     "class_weighting": ("none", "linknet", "sqrt"),
     "val_mode": ("whole", "instances"),
+    "crop_fill": CROP_FILLS,
     "device": DEVICES,
     "precision": TRAINING_PRECISIONS,
     "channels_last": ("auto", "on", "off"),
@@ -92,6 +93,7 @@ class TrainConfig:
     # samples
     crop: tuple[int, int] = (352, 480)  # whole-image crop (H, W)
     scale: tuple[float, float] = (0.5, 2.0)
+    crop_fill: str = "zeros"  # DeconvNet crops past the image: zeros (original) or edge (border pixels repeated)
     whole_scale: float = 1.0  # validation and the exported model's whole-image passes resize images by this
     rotate: float = 0.0  # ± degrees
     flip: bool = True

@@ -67,7 +67,7 @@ def train_samples(cfg: TrainConfig, ds: SegmentationDataset) -> Dataset:
                                          flip=cfg.flip, photometric=cfg.photometric, seed=cfg.seed)
     if cfg.stage == "stage1":
         return samples.Stage1Crops(ds, resize=cfg.resize, crop=cfg.crop_size, context=cfg.context,
-                                   min_window=cfg.min_window, flip=cfg.flip, seed=cfg.seed)
+                                   min_window=cfg.min_window, flip=cfg.flip, seed=cfg.seed, fill=cfg.crop_fill)
     from deconv_gui.proposals.edge_boxes import EdgeBoxConfig
     from deconv_gui.training.proposal_cache import ProposalCache
 
@@ -76,7 +76,7 @@ def train_samples(cfg: TrainConfig, ds: SegmentationDataset) -> Dataset:
     return samples.Stage2Crops(ds, cache, iou_threshold=cfg.iou_threshold, context=cfg.context,
                                min_window=cfg.min_window, resize=cfg.resize,
                                crop=cfg.crop_size, flip=cfg.flip, balance=cfg.balance, seed=cfg.seed,
-                               samples_per_epoch=cfg.stage2_samples_per_epoch or None)
+                               samples_per_epoch=cfg.stage2_samples_per_epoch or None, fill=cfg.crop_fill)
 
 
 def class_weights(cfg: TrainConfig, ds: SegmentationDataset) -> torch.Tensor | None:
@@ -120,6 +120,7 @@ def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> Mode
         architecture=cfg.arch, width=float(cfg.width), num_classes=len(ds.class_names),
         class_names=list(ds.class_names), palette=ds.palette.tolist(), mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD), input_size=int(input_size), whole_scale=float(cfg.whole_scale),
+        crop_fill=cfg.crop_fill,
         train_config=cfg.to_dict(), metrics=metrics,
         **split_widths(cfg),
     )

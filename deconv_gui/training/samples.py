@@ -41,6 +41,7 @@ from deconv_gui.core.boxes import box_iou, enlarge_boxes, integer_box
 from deconv_gui.core.errors import DatasetError
 from deconv_gui.core.palette import VOID
 from deconv_gui.core.vocabulary import is_background
+from deconv_gui.proposals.crops import crop_and_resize
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.proposal_cache import ProposalCache
 
@@ -54,18 +55,18 @@ def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(epoch), int(index)])
 
 
-def warp_window(image: np.ndarray, label: np.ndarray, box: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def warp_window(image: np.ndarray, label: np.ndarray, box: np.ndarray, size: int, fill: str = "zeros"
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Resample ``box`` (rounded to integer pixels) of ``image``/``label`` to ``size × size``.
 
-    ``image``: ``(H, W, 3) uint8``; ``label``: ``(H, W) uint8``. Returns ``(size, size, 3) uint8`` (bilinear,
-    0 outside the image) and ``(size, size) uint8`` (nearest, 255 outside). Output pixel ``u`` samples box
-    coordinate ``(u + 0.5) * w / size - 0.5`` (the ``cv2.resize`` convention, as the inference crops).
+    ``image``: ``(H, W, 3) uint8``; ``label``: ``(H, W) uint8``. Returns ``(size, size, 3) uint8`` (bilinear;
+    outside the image 0, or the border pixels repeated with ``fill="edge"``: exactly the inference crop of
+    :func:`deconv_gui.proposals.crops.crop_and_resize`) and ``(size, size) uint8`` (nearest, 255 outside).
     """
     x0, y0, x1, y1 = integer_box(np.asarray(box, np.float64))
+    img = crop_and_resize(image, np.array([x0, y0, x1, y1]), size, fill)
     sx, sy = (x1 - x0) / size, (y1 - y0) / size
     matrix = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
-    img = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     lab = cv2.warpAffine(label, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=VOID)
     return img, lab
@@ -250,8 +251,10 @@ class Stage1Crops(_EpochSamples):
     """
 
     def __init__(self, ds: SegmentationDataset, *, resize: int = 250, crop: int = 224, context: float = 1.2,
-                 min_window: float = 0.0, flip: bool = True, seed: int = 0, progress: bool = True) -> None:
+                 min_window: float = 0.0, flip: bool = True, seed: int = 0, progress: bool = True,
+                 fill: str = "zeros") -> None:
         super().__init__(ds, seed)
+        self.fill = fill
         if crop > resize:
             raise ValueError(f"crop {crop} must not exceed resize {resize}")
         self.resize, self.crop, self.context, self.flip = int(resize), int(crop), float(context), bool(flip)
@@ -288,7 +291,8 @@ class Stage1Crops(_EpochSamples):
         mask = np.zeros(label.shape, bool)
         mask[y0:y1, x0:x1] = self._masks[n]
         label = stage1_label(label, mask, int(self.classes[n]), self.ds.thing_classes, self.background)
-        return warp_window(image, label, enlarge_boxes(box[None], self.context, self.min_window)[0], self.resize)
+        return warp_window(image, label, enlarge_boxes(box[None], self.context, self.min_window)[0], self.resize,
+                           self.fill)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = self.window(index)
@@ -321,8 +325,9 @@ class Stage2Crops(_EpochSamples):
     def __init__(self, ds: SegmentationDataset, proposals: ProposalCache, *, iou_threshold: float = 0.5,
                  context: float = 1.2, min_window: float = 0.0, resize: int = 250, crop: int = 224,
                  flip: bool = True, balance: bool = True, samples_per_epoch: int | None = None, seed: int = 0,
-                 min_class_fraction: float = 0.01, progress: bool = True) -> None:
+                 min_class_fraction: float = 0.01, progress: bool = True, fill: str = "zeros") -> None:
         super().__init__(ds, seed)
+        self.fill = fill
         if crop > resize:
             raise ValueError(f"crop {crop} must not exceed resize {resize}")
         self.resize, self.crop, self.context, self.flip = int(resize), int(crop), float(context), bool(flip)
@@ -376,7 +381,7 @@ class Stage2Crops(_EpochSamples):
         """The un-augmented ``resize × resize`` window of sample ``index`` in the current epoch."""
         j = int(self.order[self._check(index)])
         image, label = _image_and_label(self.ds, int(self.window_image[j]))
-        return warp_window(image, label, self.windows[j], self.resize)
+        return warp_window(image, label, self.windows[j], self.resize, self.fill)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = self.window(index)

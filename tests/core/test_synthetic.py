@@ -127,8 +127,8 @@ def test_demo_scenes_hold_two_to_four_whole_shapes_that_never_touch(seed: int) -
     for k, cls in enumerate(scene.classes, 1):
         rgb = scene.image[scene.instances == k].astype(np.float64).mean(axis=0) / 255
         hue = colorsys.rgb_to_hsv(*rgb)[0]
-        preferred = (0.0, 0.0, 0.33, 0.62, 0.15, 0.83)[cls]
-        assert min(abs(hue - preferred), 1 - abs(hue - preferred)) < 0.2, (cls, hue)
+        preferred = (0.0, 0.0, 0.40, 0.61, 0.18, 0.81)[cls]
+        assert min(abs(hue - preferred), 1 - abs(hue - preferred)) < 0.08, (cls, hue)
     background = scene.image[scene.semantic == 0].astype(np.float64)
     assert colorsys.rgb_to_hsv(*(background.mean(axis=0) / 255))[1] < 0.35
 

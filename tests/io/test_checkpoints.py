@@ -196,11 +196,14 @@ def test_huge_finite_weights_are_not_mistaken_for_inf(tmp_path: Path) -> None:
 
 
 def test_channel_order_and_geometry_default_for_older_files(tmp_path: Path) -> None:
-    """Files written before channel_order/geometry existed load as RGB, aligned; bad values are refused."""
+    """Files written before channel_order/geometry/crop_fill existed load as RGB, aligned, zero-padded crops; bad
+    values are refused."""
     meta = _meta().to_plain()
-    del meta["channel_order"], meta["geometry"]
+    del meta["channel_order"], meta["geometry"], meta["crop_fill"]
     _, loaded = load_checkpoint(_save_raw(tmp_path / "old.pt", meta=meta))
-    assert (loaded.channel_order, loaded.geometry) == ("rgb", "aligned")
+    assert (loaded.channel_order, loaded.geometry, loaded.crop_fill) == ("rgb", "aligned", "zeros")
+    meta = {**_meta().to_plain(), "crop_fill": "mirror"}
+    _assert_refused(_save_raw(tmp_path / "fill.pt", meta=meta), "crop_fill is 'mirror'")
     meta = {**_meta().to_plain(), "channel_order": "grb"}
     _assert_refused(_save_raw(tmp_path / "order.pt", meta=meta), "channel_order is 'grb'")
     meta = {**_meta().to_plain(), "geometry": "caffe"}

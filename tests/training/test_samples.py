@@ -289,3 +289,21 @@ def test_stage2_with_real_edge_boxes(folder_ds, tmp_path: Path) -> None:  # noqa
         assert box_iou(shrunk, gt).max() > 0.4   # rounding to whole pixels moves the box a little
         image, label = crops[n]
         assert image.shape == (3, 224, 224) and label.shape == (224, 224)
+
+
+def test_edge_filled_windows_are_the_inference_crops_and_reach_the_exported_meta(folder_ds) -> None:  # noqa: ANN001
+    from deconv_gui.proposals.crops import crop_and_resize
+    from deconv_gui.training.config import TrainConfig
+    from deconv_gui.training.run_setup import model_meta
+
+    given = {i: np.array([[-30.0, -20.0, 60.0, 50.0]]) for i in range(len(folder_ds))}  # past the top-left corner
+    kw = dict(iou_threshold=0.0, resize=64, crop=64, flip=False, balance=False, progress=False)
+    zeros = Stage2Crops(folder_ds, _GivenProposals(given), **kw)
+    edge = Stage2Crops(folder_ds, _GivenProposals(given), fill="edge", **kw)
+    i = int(edge.window_image[0])
+    image, label = edge[0]
+    expected = crop_and_resize(folder_ds.image(i), edge.windows[0].astype(np.int64), 64, "edge")
+    assert np.array_equal(image.permute(1, 2, 0).numpy(), expected)
+    assert zeros[0][0][:, :5, :5].max() == 0 and image[:, :5, :5].max() > 0  # the corner: black vs repeated
+    assert torch.equal(label, zeros[0][1])  # labels: void outside either way
+    assert model_meta(TrainConfig(crop_fill="edge"), folder_ds, {}).crop_fill == "edge"
