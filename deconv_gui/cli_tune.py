@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import shutil
 import time
 from pathlib import Path
 
 from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.core.vocabulary import DATASET_FORMATS
+from deconv_gui.io.checkpoints import copy_checkpoint
 
 
 def add_tune_parsers(sub: argparse._SubParsersAction, add_model_args) -> None:  # noqa: ANN001 - cli's helper
@@ -43,15 +43,16 @@ def add_tune_parsers(sub: argparse._SubParsersAction, add_model_args) -> None:  
 
 
 def _target_checkpoint(args: argparse.Namespace) -> Path:
-    """The file the choice is written into: a copy at ``--out`` (made now), else ``--weights`` itself."""
+    """The file the choice is written into: a copy at ``--out`` (made now, shard files too), else ``--weights``
+    itself."""
     if not args.out:
         return Path(args.weights)
     out = Path(args.out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.weights, out)
     except OSError as err:
         raise DeconvGuiError(f"cannot write the tuned checkpoint ({err.strerror or err})", out) from None
+    copy_checkpoint(args.weights, out)
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,6 +401,25 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
     }
     _require_finite(state_dict, path)
     return state_dict, meta
+
+
+def copy_checkpoint(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> list[Path]:
+    """Copy checkpoint ``source`` to ``target`` with its shard files, renamed after ``target`` (``name.part2.pt``
+    …) and listed so in the copy; each file written atomically, shards first. ``source`` must be valid
+    (:func:`load_checkpoint`'s checks). Returns the files written."""
+    source, target = Path(source), Path(target)
+    load_checkpoint(source)
+    payload = _torch_load(source)
+    written = []
+    for k, entry in enumerate(payload.get("shards", []), 2):
+        shard = shard_path(target, k)
+        with atomic_path(shard) as tmp:
+            shutil.copyfile(source.with_name(entry["file"]), tmp)
+        entry["file"] = shard.name
+        written.append(shard)
+    with atomic_path(target) as tmp:
+        torch.save(payload, tmp)
+    return [target, *written]
 
 
 def update_checkpoint_meta(path: str | os.PathLike[str], changes: dict[str, Any]) -> ModelMeta:

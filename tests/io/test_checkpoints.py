@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from deconv_gui.core.errors import CheckpointError, OutputError
-from deconv_gui.io.checkpoints import FORMAT, ModelMeta, load_checkpoint, save_checkpoint
+from deconv_gui.io.checkpoints import (FORMAT, ModelMeta, copy_checkpoint, load_checkpoint, save_checkpoint,
+                                      update_checkpoint_meta)
 
 
 def _meta(**changes: object) -> ModelMeta:
@@ -234,3 +235,16 @@ def test_a_missing_or_foreign_shard_is_named(tmp_path: Path) -> None:
     (tmp_path / "a.part3.pt").unlink()
     with pytest.raises(CheckpointError, match="shard file a.part3.pt is missing"):
         load_checkpoint(tmp_path / "a.pt")
+
+
+def test_a_sharded_checkpoint_is_copied_with_its_shards_renamed_after_the_copy(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    state = {f"layer{k}.weight": torch.randn(64, 64) for k in range(4)}
+    (tmp_path / "a").mkdir()
+    save_checkpoint(tmp_path / "a" / "model.pt", state, _meta(), max_file_bytes=40_000)
+    files = copy_checkpoint(tmp_path / "a" / "model.pt", tmp_path / "tuned.pt")
+    assert [f.name for f in files] == ["tuned.pt", "tuned.part2.pt"]
+    update_checkpoint_meta(tmp_path / "tuned.pt", {"crf": {"iterations": 5}})  # what tune-crf --out does next
+    loaded, meta = load_checkpoint(tmp_path / "tuned.pt")
+    assert meta.crf == {"iterations": 5} and all(torch.equal(loaded[k], state[k]) for k in state)
+    assert load_checkpoint(tmp_path / "a" / "model.pt")[1].crf == {}  # the source is untouched
