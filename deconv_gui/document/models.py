@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from deconv_gui.core.errors import CheckpointError
-from deconv_gui.io.checkpoints import FORMAT, ModelMeta
+from deconv_gui.io.checkpoints import FORMAT, ModelMeta, is_shard_file
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,13 @@ def read_meta(path: str | os.PathLike[str]) -> ModelMeta:
 
 
 def bundled_models(folder: Path | None = None) -> list[ModelInfo]:
-    """Every readable ``*.pt`` in ``folder`` (default: the bundled weights), sorted by name; unreadable files are
-    logged and skipped."""
+    """Every readable ``*.pt`` in ``folder`` (default: the bundled weights), sorted by name; shard files
+    (``name.part2.pt`` …, read with their checkpoint) are passed over, unreadable files logged and skipped."""
     folder = BUNDLED_WEIGHTS_DIR if folder is None else folder
     found = []
     for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        if is_shard_file(path):
+            continue
         try:
             found.append(ModelInfo(path, read_meta(path)))
         except CheckpointError as exc:

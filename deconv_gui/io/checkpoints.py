@@ -209,6 +209,11 @@ def shard_path(path: Path, k: int) -> Path:
     return path.with_name(f"{path.stem}.part{k}{path.suffix}")
 
 
+def is_shard_file(path: Path) -> bool:
+    """Whether ``path`` is named like a shard (``name.partK.pt``, K ≥ 2) rather than a checkpoint."""
+    return re.fullmatch(r".+\.part([2-9]|[1-9]\d+)\.pt", Path(path).name) is not None
+
+
 def save_checkpoint(
     path: str | os.PathLike[str], state_dict: dict[str, Tensor], meta: ModelMeta, *, half: bool = False,
     max_file_bytes: int | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from deconv_gui.core.errors import CheckpointError
@@ -69,15 +70,21 @@ def test_broken_preferences_fall_back_to_defaults(tmp_path):
     assert prefs.crf_params() == CRFParams()  # invalid CRF values → defaults
 
 
-def test_read_meta_and_bundled_models(tiny_deconvnet_ckpt, tiny_fcn_ckpt, tmp_path):
+def test_read_meta_and_bundled_models(tiny_deconvnet_ckpt, tiny_fcn_ckpt, tmp_path, caplog):
     meta = read_meta(tiny_deconvnet_ckpt)
     assert meta.architecture == "deconvnet" and meta.num_classes == len(meta.class_names)
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / "a_fcn.pt").write_bytes(tiny_fcn_ckpt.read_bytes())
     (folder / "b_broken.pt").write_bytes(b"\x89PNG not weights")
-    found = bundled_models(folder)
-    assert [m.path.name for m in found] == ["a_fcn.pt"]
+    from deconv_gui.io.checkpoints import save_checkpoint
+
+    state = {f"w{k}": torch.zeros(64, 64) for k in range(3)}
+    save_checkpoint(folder / "c_big.pt", state, read_meta(tiny_fcn_ckpt), max_file_bytes=20_000)  # + its shards
+    with caplog.at_level("WARNING"):
+        found = bundled_models(folder)
+    assert [m.path.name for m in found] == ["a_fcn.pt", "c_big.pt"]
+    assert "b_broken.pt" in caplog.text and "part2" not in caplog.text  # shards are not reported as broken
     assert "fcn8s" in found[0].label
     assert bundled_models(tmp_path / "missing") == []
     with pytest.raises(CheckpointError, match="b_broken.pt"):
