@@ -23,14 +23,13 @@ Input ``(B, 3, H, W)`` normalised RGB, output ``{"out": (B, C, H, W)}`` raw scor
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from deconv_gui.models.backbones import imagenet_state_dict, imagenet_weights_fit, load_vgg16_convs
 from deconv_gui.models.deconvnet import ENCODER_STAGES, FC_CHANNELS
 from deconv_gui.models.layers import (
-    bilinear_kernel,
     bilinear_upsampler,
+    fill_bilinear_,
     init_kaiming,
     pad_to_multiple,
     random_normal_,
@@ -110,14 +109,9 @@ class FCN8s(nn.Module):
         for skip in (self.score_pool4, self.score_pool3):
             nn.init.zeros_(skip.weight)
             nn.init.zeros_(skip.bias)
-        if self.geometry == "caffe" and self.upscore2.weight.device.type != "meta":  # bilinear too (FCN's init)
+        if self.geometry == "caffe":  # bilinear too (FCN's init)
             for up, factor in ((self.upscore2, 2), (self.upscore_pool4, 2), (self.upscore8, 8)):
-                with torch.no_grad():
-                    up.weight.zero_()
-                    for c in range(self.num_classes):
-                        up.weight[c, c] = bilinear_kernel(factor)
-                    if up.bias is not None:
-                        up.bias.zero_()
+                fill_bilinear_(up, factor)
 
     def load_imagenet_encoder(self) -> bool:
         """VGG stack and fc6/fc7 from torchvision's ImageNet VGG16 (width 1.0 only); ``False`` if unavailable."""

@@ -53,6 +53,27 @@ def bilinear_kernel(factor: int) -> Tensor:
     return taps[:, None] * taps[None, :]
 
 
+def holds_values(tensor: Tensor) -> bool:
+    """False for a meta-device tensor (checkpoints are built on the meta device, then adopt their tensors):
+    initialisers leave those alone — there is nothing to set, and torch's meta ``normal_`` imports torch._dynamo
+    (~1.3 s) only to draw nothing."""
+    return tensor.device.type != "meta"
+
+
+def fill_bilinear_(up: nn.ConvTranspose2d, factor: int) -> None:
+    """Set a square ``(C, C, 2f, 2f)`` transposed conv to per-channel bilinear up-sampling (bias, if any, 0), in
+    place; a meta-device one is left alone."""
+    if not holds_values(up.weight):
+        return
+    with torch.no_grad():
+        up.weight.zero_()
+        kernel = bilinear_kernel(factor)
+        for c in range(up.weight.shape[0]):
+            up.weight[c, c] = kernel
+        if up.bias is not None:
+            up.bias.zero_()
+
+
 def bilinear_upsampler(channels: int, factor: int, *, learnable: bool = True) -> nn.ConvTranspose2d:
     """A per-channel (no cross-channel mixing) ``ConvTranspose2d`` initialised to bilinear up-sampling.
 
@@ -64,22 +85,14 @@ def bilinear_upsampler(channels: int, factor: int, *, learnable: bool = True) ->
     if factor != 1 and factor % 2:
         raise ValueError(f"factor must be even, got {factor}")
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, padding=factor // 2, bias=False)
-    if up.weight.device.type == "meta":  # no values to set (see random_normal_)
-        return up.requires_grad_(learnable)
-    with torch.no_grad():
-        up.weight.zero_()
-        kernel = bilinear_kernel(factor)
-        for c in range(channels):
-            up.weight[c, c] = kernel
-    up.weight.requires_grad_(learnable)
-    return up
+    fill_bilinear_(up, factor)
+    return up.requires_grad_(learnable)
 
 
 def random_normal_(weight: Tensor, std: float | None = None) -> None:
     """Fill ``weight`` from N(0, std²), or Kaiming-normal (fan-out, ReLU) when ``std`` is None — and leave a
-    meta-device tensor alone: it holds no values, and torch's meta ``normal_`` imports torch._dynamo (~1.3 s)
-    only to draw none (checkpoints are built on the meta device, then adopt their tensors)."""
-    if weight.device.type == "meta":
+    meta-device tensor alone (:func:`holds_values`)."""
+    if not holds_values(weight):
         return
     if std is None:
         nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
