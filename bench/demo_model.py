@@ -10,8 +10,8 @@ the training tree, whose seeds are 1000…1429), (2) for ``--pick`` candidate de
 scene's mIoU and whether every object is covered by one of the top-10 proposals at IoU ≥ 0.5, and the scene at
 the median score — the typical one to ship as ``resources/demo/scene.png`` (not the best). ``--standard`` scores
 the standard (cluttered) synthetic scenes instead; ``--mode whole`` runs the model's whole-image pass instead
-of the instance-wise pipeline (the comparison the paper's instance-wise procedure has to win). The proposals and mode are the checkpoint's own settings (its
-``meta.proposals``), as in the app.
+of the instance-wise pipeline (the comparison the paper's instance-wise procedure has to win). The proposals are
+the checkpoint's own settings (its ``meta.proposals``), as in the app.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = (time.perf_counter() - t0) / max(args.scenes, 1)
     ious = total.iou()
     print(f"{Path(args.weights).name}: {args.scenes} unseen {'standard' if args.standard else 'demo'} scenes, "
-          f"{'instance-wise pipeline' if args.mode == 'instances' else 'whole-image pass'} ({runner.meta.architecture} ×{runner.meta.width:g}, "
+          f"{'instance-wise pipeline' if args.mode == 'instances' else 'whole-image pass'} "
+          f"({runner.meta.architecture} ×{runner.meta.width:g}, "
           f"{proposer.config.top_n} proposals, {seconds:.2f} s/image)")
     print(f"{'class':12} {'IoU':>6}")
     for name, value in zip(SYNTHETIC_CLASSES, ious, strict=True):

@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deconv_gui.core.palette import voc_palette  # noqa: E402
 from deconv_gui.core.synthetic import make_scene  # noqa: E402
-from deconv_gui.proposals.crops import integer_boxes  # noqa: E402
 from deconv_gui.inference.pipeline import PipelineOptions, Segmenter  # noqa: E402
 from deconv_gui.inference.runner import ModelRunner, RunnerOptions  # noqa: E402
 from deconv_gui.io.checkpoints import ModelMeta  # noqa: E402
 from deconv_gui.models.layers import count_macs  # noqa: E402
 from deconv_gui.models.registry import build_model  # noqa: E402
+from deconv_gui.proposals.crops import integer_boxes  # noqa: E402
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer  # noqa: E402
 
 NUM_CLASSES = 21

@@ -26,12 +26,12 @@ from deconv_gui.core.aggregation import (
 from deconv_gui.core.cancel import CancelToken, ProgressCallback, no_progress
 from deconv_gui.core.vocabulary import BaseMode, InferenceMode, uses_whole_image_base
 from deconv_gui.inference.combine import CombineCache
-from deconv_gui.proposals.crops import crop_batch, integer_boxes, replicate_inside_scores
 from deconv_gui.inference.result import RawMaps, SegmentationResult
 from deconv_gui.inference.runner import ModelRunner
 from deconv_gui.io.checkpoints import ModelMeta
 from deconv_gui.postprocess.crf import CRFParams
 from deconv_gui.postprocess.ensemble import EnsembleMode, ensemble_probabilities
+from deconv_gui.proposals.crops import crop_batch, integer_boxes, replicate_inside_scores
 from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, proposals_from_boxes
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ class Segmenter:
         for start, stop in chunk_bounds(n, self.runner.chunk_size):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            scores = self.runner.forward_crops(crop_batch(image, boxes[start:stop], size, self.runner.meta.crop_fill))
+            crops = crop_batch(image, boxes[start:stop], size, self.runner.meta.crop_fill)
+            scores = self.runner.forward_crops(crops)
             replicate_inside_scores(scores, boxes[start:stop], (h, w))
             for j, i in enumerate(range(start, stop)):
                 if cache is not None:

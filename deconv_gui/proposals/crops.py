@@ -25,19 +25,20 @@ def integer_boxes(boxes: np.ndarray) -> np.ndarray:
     return np.array([integer_box(b) for b in np.asarray(boxes, np.float64).reshape(-1, 4)], np.int64).reshape(-1, 4)
 
 
-def crop_and_resize(image: np.ndarray, box: np.ndarray, size: int, fill: str = "zeros") -> np.ndarray:
-    """``image`` ``(H, W, 3)`` uint8, integer ``box`` → ``(size, size, 3)`` uint8 crop; outside the image zeros
-    (``fill="zeros"``) or the nearest border pixel (``"edge"``).
-
-    Output pixel ``u`` samples box coordinate ``(u + 0.5) * w / size - 0.5`` (the ``cv2.resize`` convention).
-    """
+def crop_matrix(box: np.ndarray, size: int) -> np.ndarray:
+    """``(2, 3) float64`` inverse map (``cv2.WARP_INVERSE_MAP``) from a ``size × size`` crop to the image for
+    integer ``box``: output pixel ``u`` samples box coordinate ``(u + 0.5) * w / size - 0.5`` (the
+    ``cv2.resize`` convention), i.e. dst (u, v) ← src (sx·u + x0 + 0.5·sx − 0.5, sy·v + y0 + 0.5·sy − 0.5)."""
     x0, y0, x1, y1 = (float(v) for v in box)
-    sx = (x1 - x0) / size
-    sy = (y1 - y0) / size
-    # dst (u, v) ← src (sx*u + x0 + 0.5*sx - 0.5, sy*v + y0 + 0.5*sy - 0.5)
-    matrix = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
+    sx, sy = (x1 - x0) / size, (y1 - y0) / size
+    return np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
+
+
+def crop_and_resize(image: np.ndarray, box: np.ndarray, size: int, fill: str = "zeros") -> np.ndarray:
+    """``image`` ``(H, W, 3)`` uint8, integer ``box`` → ``(size, size, 3)`` uint8 crop (:func:`crop_matrix`);
+    outside the image zeros (``fill="zeros"``) or the nearest border pixel (``"edge"``)."""
     return cv2.warpAffine(
-        image, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        image, crop_matrix(box, size), (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE if fill == "edge" else cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
     )
 

@@ -309,8 +309,7 @@ def sqrt_class_weights(freq: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(freq, np.float64)
     present = p > 0
-    if not present.any():
-        return np.ones_like(p)
     weights = np.ones_like(p)
-    weights[present] = np.sqrt(np.median(p[present]) / p[present])
+    if present.any():
+        weights[present] = np.sqrt(np.median(p[present]) / p[present])
     return weights

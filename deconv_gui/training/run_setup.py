@@ -20,8 +20,12 @@ from deconv_gui.core.errors import DeconvGuiError
 from deconv_gui.io.checkpoints import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from deconv_gui.models.registry import build_model
 from deconv_gui.training.config import TrainConfig
-from deconv_gui.training.datasets import (SegmentationDataset, class_frequencies, linknet_class_weights,
-                                         sqrt_class_weights)
+from deconv_gui.training.datasets import (
+    SegmentationDataset,
+    class_frequencies,
+    linknet_class_weights,
+    sqrt_class_weights,
+)
 
 log = logging.getLogger(__name__)
 

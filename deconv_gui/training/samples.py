@@ -41,7 +41,7 @@ from deconv_gui.core.boxes import box_iou, enlarge_boxes, integer_box
 from deconv_gui.core.errors import DatasetError
 from deconv_gui.core.palette import VOID
 from deconv_gui.core.vocabulary import is_background
-from deconv_gui.proposals.crops import crop_and_resize
+from deconv_gui.proposals.crops import crop_and_resize, crop_matrix
 from deconv_gui.training.datasets import SegmentationDataset
 from deconv_gui.training.proposal_cache import ProposalCache
 
@@ -63,11 +63,9 @@ def warp_window(image: np.ndarray, label: np.ndarray, box: np.ndarray, size: int
     outside the image 0, or the border pixels repeated with ``fill="edge"``: exactly the inference crop of
     :func:`deconv_gui.proposals.crops.crop_and_resize`) and ``(size, size) uint8`` (nearest, 255 outside).
     """
-    x0, y0, x1, y1 = integer_box(np.asarray(box, np.float64))
-    img = crop_and_resize(image, np.array([x0, y0, x1, y1]), size, fill)
-    sx, sy = (x1 - x0) / size, (y1 - y0) / size
-    matrix = np.array([[sx, 0.0, x0 + 0.5 * sx - 0.5], [0.0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
-    lab = cv2.warpAffine(label, matrix, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+    box = np.array(integer_box(np.asarray(box, np.float64)))
+    img = crop_and_resize(image, box, size, fill)
+    lab = cv2.warpAffine(label, crop_matrix(box, size), (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=VOID)
     return img, lab
 

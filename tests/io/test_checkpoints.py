@@ -11,8 +11,14 @@ import pytest
 import torch
 
 from deconv_gui.core.errors import CheckpointError, OutputError
-from deconv_gui.io.checkpoints import (FORMAT, ModelMeta, copy_checkpoint, load_checkpoint, save_checkpoint,
-                                      update_checkpoint_meta)
+from deconv_gui.io.checkpoints import (
+    FORMAT,
+    ModelMeta,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    update_checkpoint_meta,
+)
 
 
 def _meta(**changes: object) -> ModelMeta:

@@ -3,11 +3,16 @@ convention; scores over the padding replaced by the nearest in-image ones."""
 
 import cv2
 import numpy as np
-
-from deconv_gui.core.aggregation import resize_to_box
 import pytest
 
-from deconv_gui.proposals.crops import crop_and_resize, crop_batch, inside_span, integer_boxes, replicate_inside_scores
+from deconv_gui.core.aggregation import resize_to_box
+from deconv_gui.proposals.crops import (
+    crop_and_resize,
+    crop_batch,
+    inside_span,
+    integer_boxes,
+    replicate_inside_scores,
+)
 
 
 def test_crop_inside_image_equals_cv2_resize() -> None:
