@@ -39,6 +39,13 @@ CROP_FILLS: tuple[str, ...] = ("zeros", "edge")
 """What a proposal crop holds where its box reaches past the image: black (the original code's zero padding) or
 the image's border pixels repeated (no false straight edge for the network to read as an object's side)."""
 
+FcPadding = Literal["valid", "same"]
+FC_PADDINGS: tuple[str, ...] = ("valid", "same")
+"""DeconvNet's fc6: the paper's 7×7 valid conv (a 224² crop's 7×7 pool5 map becomes one 1×1 code, which the
+7×7 fc6-deconv spreads back), or 7×7 with padding 3 (pool5's map keeps its size, one code per 32×32 block, as in
+FCN-8s and SegNet; fc6-deconv then pads 3 too). ``same`` is this project's option for scenes (CamVid), where one
+code per crop is too little to decode a street from."""
+
 DatasetFormat = Literal["camvid", "voc", "folder"]
 DATASET_FORMATS: tuple[str, ...] = ("camvid", "voc", "folder")
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from deconv_gui.core.errors import CheckpointError
-from deconv_gui.core.vocabulary import CROP_FILLS
+from deconv_gui.core.vocabulary import CROP_FILLS, FC_PADDINGS
 from deconv_gui.io.atomic import atomic_path
 from deconv_gui.io.files import require_readable_file
 
@@ -75,7 +75,7 @@ class ModelMeta:
     half-size images has 0.5; the scores are resized back to the image). ``crop_fill`` is what a proposal crop
     holds past the image's border (:data:`~deconv_gui.core.vocabulary.CROP_FILLS`; as the model was trained).
     ``encoder_width`` / ``fc_width`` (VGG16 models) scale the encoder and fc6/fc7 apart from ``width``; ``None``
-    means "as ``width``". ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
+    means "as ``width``". ``fc_padding`` is DeconvNet's fc6 (:data:`~deconv_gui.core.vocabulary.FC_PADDINGS`). ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
     field → value, e.g. ``{"min_side": 48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
     ``ensemble`` (``{"weight": w, "partner": name, "chosen_on": split, ...}``) and ``crf`` (``CRFParams``
     fields plus ``"chosen_on"``) are what ``tune-ensemble`` / ``tune-crf`` chose; empty = the paper's defaults.
@@ -93,6 +93,7 @@ class ModelMeta:
     crop_fill: str = "zeros"
     encoder_width: float | None = None
     fc_width: float | None = None
+    fc_padding: str = "valid"
     proposals: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=dict)
     crf: dict = field(default_factory=dict)
@@ -119,6 +120,10 @@ class ModelMeta:
             found.append(f"whole_scale is {self.whole_scale}, not in (0, 4]")
         if self.crop_fill not in CROP_FILLS:
             found.append(f"crop_fill is {self.crop_fill!r}, not one of {', '.join(CROP_FILLS)}")
+        if self.fc_padding not in FC_PADDINGS:
+            found.append(f"fc_padding is {self.fc_padding!r}, not one of {', '.join(FC_PADDINGS)}")
+        elif self.fc_padding != "valid" and self.architecture != "deconvnet":
+            found.append(f"fc_padding {self.fc_padding!r} exists for deconvnet only, not {self.architecture}")
         if self.channel_order not in CHANNEL_ORDERS:
             found.append(f"channel_order is {self.channel_order!r}, not one of {', '.join(CHANNEL_ORDERS)}")
         if self.geometry not in GEOMETRIES:
@@ -166,7 +171,7 @@ class ModelMeta:
             meta.encoder_width = None if meta.encoder_width is None else float(meta.encoder_width)
             meta.fc_width = None if meta.fc_width is None else float(meta.fc_width)
             meta.channel_order, meta.geometry = str(meta.channel_order), str(meta.geometry)
-            meta.crop_fill = str(meta.crop_fill)
+            meta.crop_fill, meta.fc_padding = str(meta.crop_fill), str(meta.fc_padding)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"metadata is malformed ({err})", path) from None
         problems = meta.problems()

@@ -156,8 +156,10 @@ def load_vgg16_encoder(model: nn.Module, source: str, *, mean: list[float] | Non
     """Copy ``source``'s 13 convs into ``model.encoder_convs`` (and BN statistics where both have BN).
 
     A target conv without bias gets the source bias folded into the following BN's running mean when BN
-    statistics come along (exact); otherwise the bias is dropped (a fresh BN re-centres anyway). Returns the
-    source's description; CheckpointError on a shape mismatch (naming the layer and both shapes).
+    statistics come along (exact); a source without BN (HED, ``vgg16``, FCN-8s) sets the BN to pass
+    ``conv(x) + bias`` through unchanged in eval mode (:func:`_identity_batchnorm`), so a frozen stage computes
+    exactly what the source did. Returns the source's description; CheckpointError on a shape mismatch (naming
+    the layer and both shapes).
     """
     convs_out = getattr(model, "encoder_convs", None)
     if convs_out is None:
@@ -183,10 +185,22 @@ def load_vgg16_encoder(model: nn.Module, source: str, *, mean: list[float] | Non
                 bn.running_var.copy_(running_var)
                 # BN(conv(x) + b) with our bias-free conv: subtract the dropped bias from the running mean
                 bn.running_mean.copy_(running_mean - (bias if conv.bias is None else 0.0))
+            elif bn is not None:
+                _identity_batchnorm(bn, bias if conv.bias is None else torch.zeros_like(bias))
     if fc is not None and load_fc_layers(model, fc):
         described += " (with fc6/fc7)"
     log.info("encoder initialised from %s", described)
     return described
+
+
+def _identity_batchnorm(bn: nn.BatchNorm2d, shift: Tensor) -> None:
+    """Make ``bn`` in eval mode add ``shift`` ``(C,)`` and nothing else (unit scale, zero mean, running variance
+    ``1 - eps``): a bias-free conv + this BN equals the source's conv with bias. Train-mode BN re-normalises
+    over the batch as usual."""
+    bn.weight.fill_(1.0)
+    bn.bias.copy_(shift)
+    bn.running_mean.zero_()
+    bn.running_var.fill_(1.0 - bn.eps)
 
 
 def _fc_convs(model: nn.Module) -> list[nn.Conv2d] | None:
@@ -204,17 +218,39 @@ def _fc_convs(model: nn.Module) -> list[nn.Conv2d] | None:
 
 def load_fc_layers(model: nn.Module, fc: list[ConvTensors]) -> bool:
     """Copy a source's ``[fc6, fc7]`` into ``model``'s when the shapes match (FCN-8s' 7×7 pad-3 fc6 and
-    DeconvNet's valid 7×7 fc6 share a kernel shape); biases as in :func:`load_vgg16_encoder` (dropped before a
-    fresh BN). Returns whether anything was copied."""
+    DeconvNet's 7×7 fc6 share a kernel shape); biases as in :func:`load_vgg16_encoder` (into the BN that
+    follows a bias-free conv). Returns whether anything was copied."""
     ours = _fc_convs(model)
     if ours is None or any(conv.weight.shape != src.weight.shape for conv, src in zip(ours, fc, strict=True)):
         return False
     with torch.no_grad():
         for conv, src in zip(ours, fc, strict=True):
             conv.weight.copy_(src.weight)
-            if conv.bias is not None and src.bias is not None:
-                conv.bias.copy_(src.bias)
+            bias = src.bias if src.bias is not None else torch.zeros(conv.out_channels)
+            if conv.bias is not None:
+                conv.bias.copy_(bias)
+            elif (bn := _bn_after(model, conv)) is not None:
+                _identity_batchnorm(bn, bias)
     return True
+
+
+def freeze_encoder_stages(model: nn.Module, stages: int) -> None:
+    """Stop training the first ``stages`` encoder stages: their parameters get no gradient and their BN layers
+    run in eval mode even while the model trains (running statistics used, never updated, and left out of
+    precise-BN recomputation), so a frozen stage computes what its source computed. A
+    ``SyncBatchNorm`` conversion after this drops the eval-mode hook."""
+    for p in encoder_parameters(model, stages):
+        p.requires_grad_(False)
+    for stage in list(model.encoder_stages)[:stages]:
+        for bn in stage.modules():
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                bn.track_running_stats = False  # precise BN's bn_layers() passes it over
+                bn.register_forward_pre_hook(_hold_eval)
+
+
+def _hold_eval(module: nn.Module, args: object) -> None:
+    """Forward pre-hook: the module runs in eval mode whatever ``model.train()`` set."""
+    module.training = False
 
 
 def encoder_parameters(model: nn.Module, stages: int | None = None) -> list[nn.Parameter]:

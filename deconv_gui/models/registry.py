@@ -162,6 +162,8 @@ def model_from_checkpoint(
     # Build on the meta device (no memory, no init work: full DeconvNet would spend seconds on random init
     # only to overwrite it), then adopt the loaded tensors.
     extra = {"geometry": meta.geometry} if meta.geometry != "aligned" else {}
+    if meta.fc_padding != "valid":
+        extra["fc_padding"] = meta.fc_padding
     try:
         with torch.device("meta"):
             model = build_model(meta.architecture, num_classes=meta.num_classes, width=meta.width,

@@ -23,7 +23,14 @@ from typing import Any, get_type_hints
 import yaml
 
 from deconv_gui.core.errors import DeconvGuiError
-from deconv_gui.core.vocabulary import CROP_FILLS, DATASET_FORMATS, DEVICES, STAGES, TRAINING_PRECISIONS
+from deconv_gui.core.vocabulary import (
+    CROP_FILLS,
+    DATASET_FORMATS,
+    DEVICES,
+    FC_PADDINGS,
+    STAGES,
+    TRAINING_PRECISIONS,
+)
 from deconv_gui.models.registry import MODEL_BUILDERS
 
 try:  # Python ≥ 3.11
@@ -42,6 +49,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "class_weighting": ("none", "linknet", "sqrt"),
     "val_mode": ("whole", "instances"),
     "crop_fill": CROP_FILLS,
+    "fc_padding": FC_PADDINGS,
     "device": DEVICES,
     "precision": TRAINING_PRECISIONS,
     "channels_last": ("auto", "on", "off"),
@@ -71,6 +79,7 @@ class TrainConfig:
     pretrained_backbone: bool = False
     encoder_width: float = 0.0  # VGG16 models: the 13 encoder convs' width (0 = width)
     fc_width: float = 0.0  # VGG16 models: fc6/fc7's width (0 = width)
+    fc_padding: str = "valid"  # DeconvNet's fc6: valid (the paper: a 224² crop → one code) or same (pool5's size)
     init_encoder: str = ""  # "hed", a torchvision vgg16/vgg16_bn file or a VGG16 checkpoint ("" = random)
     freeze_encoder_stages: int = 0  # the first N encoder stages (conv + BN) are not trained
     encoder_lr_scale: float = 1.0  # lr multiplier of the (unfrozen) encoder, e.g. 0.1 for a pretrained one
@@ -164,6 +173,8 @@ class TrainConfig:
                 self.arch not in ("deconvnet", "fcn8s"):
             raise DeconvGuiError(f"encoder_width, fc_width, init_encoder and freeze_encoder_stages are for the VGG16 "
                                  f"models (deconvnet, fcn8s), not {self.arch}")
+        if self.fc_padding != "valid" and self.arch != "deconvnet":
+            raise DeconvGuiError(f"fc_padding is DeconvNet's fc6 (FCN-8s pads it already), not {self.arch}'s")
         if not 0 <= self.freeze_encoder_stages <= 5:
             raise DeconvGuiError(f"freeze_encoder_stages must be 0..5, got {self.freeze_encoder_stages}")
         if not 0 <= self.photometric <= 1:

@@ -94,9 +94,14 @@ def class_weights(cfg: TrainConfig, ds: SegmentationDataset) -> torch.Tensor | N
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def split_widths(cfg: TrainConfig) -> dict[str, float | None]:
-    """``encoder_width`` / ``fc_width`` for the builder and the metadata (None where they equal ``width``)."""
-    return {"encoder_width": cfg.encoder_width or None, "fc_width": cfg.fc_width or None}
+def architecture_options(cfg: TrainConfig) -> dict[str, float | str | None]:
+    """``encoder_width`` / ``fc_width`` (None where they equal ``width``) and, when not the paper's ``valid``,
+    DeconvNet's ``fc_padding``: the shape options the builder and the metadata both take."""
+    options: dict[str, float | str | None] = {"encoder_width": cfg.encoder_width or None,
+                                              "fc_width": cfg.fc_width or None}
+    if cfg.fc_padding != "valid":
+        options["fc_padding"] = cfg.fc_padding
+    return options
 
 
 def make_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -104,16 +109,15 @@ def make_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     from ``cfg.init_encoder`` when set, and the first ``cfg.freeze_encoder_stages`` stages frozen."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.arch, num_classes=num_classes, width=cfg.width,
-                        pretrained_backbone=cfg.pretrained_backbone, **split_widths(cfg))
+                        pretrained_backbone=cfg.pretrained_backbone, **architecture_options(cfg))
     if cfg.init_encoder:
         from deconv_gui.models.encoder_init import load_vgg16_encoder
 
         load_vgg16_encoder(model, cfg.init_encoder, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
     if cfg.freeze_encoder_stages:
-        from deconv_gui.models.encoder_init import encoder_parameters
+        from deconv_gui.models.encoder_init import freeze_encoder_stages
 
-        for p in encoder_parameters(model, cfg.freeze_encoder_stages):
-            p.requires_grad_(False)
+        freeze_encoder_stages(model, cfg.freeze_encoder_stages)
     return model
 
 
@@ -126,5 +130,5 @@ def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> Mode
         std=list(IMAGENET_STD), input_size=int(input_size), whole_scale=float(cfg.whole_scale),
         crop_fill=cfg.crop_fill,
         train_config=cfg.to_dict(), metrics=metrics,
-        **split_widths(cfg),
+        **architecture_options(cfg),
     )

@@ -203,12 +203,15 @@ def test_huge_finite_weights_are_not_mistaken_for_inf(tmp_path: Path) -> None:
 
 
 def test_channel_order_and_geometry_default_for_older_files(tmp_path: Path) -> None:
-    """Files written before channel_order/geometry/crop_fill existed load as RGB, aligned, zero-padded crops; bad
-    values are refused."""
+    """Files written before channel_order/geometry/crop_fill/fc_padding existed load as RGB, aligned, zero-padded
+    crops, the paper's valid fc6; bad values are refused."""
     meta = _meta().to_plain()
-    del meta["channel_order"], meta["geometry"], meta["crop_fill"]
+    del meta["channel_order"], meta["geometry"], meta["crop_fill"], meta["fc_padding"]
     _, loaded = load_checkpoint(_save_raw(tmp_path / "old.pt", meta=meta))
-    assert (loaded.channel_order, loaded.geometry, loaded.crop_fill) == ("rgb", "aligned", "zeros")
+    assert (loaded.channel_order, loaded.geometry, loaded.crop_fill, loaded.fc_padding) == \
+        ("rgb", "aligned", "zeros", "valid")
+    meta = {**_meta().to_plain(), "fc_padding": "full"}
+    _assert_refused(_save_raw(tmp_path / "pad.pt", meta=meta), "fc_padding is 'full'")
     meta = {**_meta().to_plain(), "crop_fill": "mirror"}
     _assert_refused(_save_raw(tmp_path / "fill.pt", meta=meta), "crop_fill is 'mirror'")
     meta = {**_meta().to_plain(), "channel_order": "grb"}

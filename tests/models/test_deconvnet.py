@@ -85,6 +85,25 @@ def test_too_small_input_is_refused() -> None:
         model(torch.randn(2, 3, 192, 224))
 
 
+def test_same_fc_padding_keeps_pool5_size() -> None:
+    """``fc_padding="same"``: fc6 and fc6-deconv pad 3, so fc7's map is pool5's (7×9 for 224×288, not 1×3) and
+    inputs down to 32² pass; the weights have the valid model's shapes (an encoder or fc carries over)."""
+    same = deconvnet(num_classes=4, width=TINY, fc_padding="same").eval()
+    valid = deconvnet(num_classes=4, width=TINY)
+    assert same.fc6[0].padding == (3, 3) and same.fc6_deconv[0].padding == (3, 3)
+    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in valid.state_dict().items()}
+    seen: list[torch.Size] = []
+    same.fc7.register_forward_hook(lambda m, inp, out: seen.append(out.shape[-2:]))
+    with torch.no_grad():
+        assert same(torch.randn(1, 3, 224, 288))["out"].shape == (1, 4, 224, 288)
+        assert same(torch.randn(1, 3, 32, 70))["out"].shape == (1, 4, 32, 70)
+    assert seen[0] == (7, 9)
+    with pytest.raises(ValueError, match="32×32"):
+        same(torch.randn(1, 3, 16, 64))
+    with pytest.raises(ValueError, match="fc_padding must be one of valid, same"):
+        deconvnet(num_classes=4, width=TINY, fc_padding="full")
+
+
 def test_channels_last_bf16_autocast() -> None:
     # Only "runs, right shape, finite": bf16 rounding may move max-pool switches, so values are not comparable
     # pixel by pixel with the float32 result.

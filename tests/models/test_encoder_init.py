@@ -160,3 +160,48 @@ def test_fc6_fc7_come_along_from_a_checkpoint_where_their_shapes_match(tmp_path:
     before = other.fc6[0].weight.clone()
     assert not load_vgg16_encoder(other, str(ckpt)).endswith("(with fc6/fc7)")
     assert torch.equal(other.fc6[0].weight, before)
+
+
+def test_frozen_stages_from_a_bn_free_source_compute_what_it_computed(tmp_path: Path) -> None:
+    """DeconvNet's convs are bias-free and followed by BN; from FCN-8s (no BN) the BN carries the bias: in eval
+    mode a "same"-padded DeconvNet's fc7 equals FCN-8s' relu(fc7). Frozen stages keep their BN in eval mode
+    while the model trains, so the frozen encoder still gives FCN-8s' pool5 batch after batch, and precise BN
+    leaves those layers alone."""
+    from deconv_gui.io.checkpoints import load_checkpoint, save_checkpoint
+    from deconv_gui.models.encoder_init import freeze_encoder_stages
+    from deconv_gui.models.registry import model_from_checkpoint
+    from deconv_gui.training.precise_bn import bn_layers
+    from tests.conftest import save_tiny_checkpoint
+
+    torch.manual_seed(3)
+    tiny = save_tiny_checkpoint(tmp_path / "fcn.pt", "fcn8s", width=0.125)
+    source, _ = model_from_checkpoint(tiny)
+    with torch.no_grad():  # biases that matter (a ReLU after a dropped bias would cut elsewhere)
+        for conv in (*source.encoder_convs, source.fc6, source.fc7):
+            conv.bias.normal_(0.0, 0.5)
+    ckpt = tmp_path / "fcn_biased.pt"
+    save_checkpoint(ckpt, source.state_dict(), load_checkpoint(tiny)[1])
+    model = deconvnet(num_classes=3, width=0.25, encoder_width=0.125, fc_width=0.125, fc_padding="same")
+    load_vgg16_encoder(model, str(ckpt))
+    captured: dict[str, list[torch.Tensor]] = {"fcn_pool5": [], "fcn_fc7": [], "pool5": [], "fc7": []}
+    source.stages[4].register_forward_hook(lambda m, inp, out: captured["fcn_pool5"].append(out))
+    source.fc7.register_forward_hook(lambda m, inp, out: captured["fcn_fc7"].append(torch.relu(out)))
+    model.encoder[4].register_forward_hook(lambda m, inp, out: captured["pool5"].append(F.max_pool2d(out, 2)))
+    model.fc7.register_forward_hook(lambda m, inp, out: captured["fc7"].append(out))
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        source(x)
+        model.eval()(x)
+    np.testing.assert_allclose(captured["fc7"][0].numpy(), captured["fcn_fc7"][0].numpy(), atol=1e-4)
+
+    freeze_encoder_stages(model, 5)
+    frozen_bns = [m for stage in model.encoder_stages for m in stage.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(frozen_bns) == 13 and not any(bn in bn_layers(model) for bn in frozen_bns)
+    stats_before = frozen_bns[0].running_mean.clone()
+    model.train()
+    with torch.no_grad():
+        model(x * 2)
+        model(x)
+    assert torch.equal(frozen_bns[0].running_mean, stats_before)
+    np.testing.assert_allclose(captured["pool5"][-1].numpy(), captured["fcn_pool5"][0].numpy(), atol=1e-4)
+    assert model.fc7[1].training  # fc6/fc7 are not encoder stages: they train

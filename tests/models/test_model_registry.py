@@ -61,6 +61,26 @@ def test_model_from_checkpoint_reproduces_the_model(tmp_path: Path, name: str) -
         assert torch.equal(loaded(x)["out"], model(x)["out"])
 
 
+def test_fc_padding_travels_in_the_checkpoint(tmp_path: Path) -> None:
+    """A DeconvNet trained with ``fc_padding="same"`` is rebuilt so from its metadata (same outputs); a meta
+    asking it of another architecture is refused."""
+    torch.manual_seed(0)
+    model = build_model("deconvnet", num_classes=3, width=0.0625, fc_padding="same").eval()
+    path = tmp_path / "same.pt"
+    meta = _meta("deconvnet", 0.0625)
+    meta.fc_padding = "same"
+    save_checkpoint(path, model.state_dict(), meta)
+    loaded, read = model_from_checkpoint(path)
+    assert read.fc_padding == "same" and loaded.fc_padding == "same"
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)["out"], model(x)["out"])
+    bad = _meta("linknet", 0.125)
+    bad.fc_padding = "same"
+    with pytest.raises(ValueError, match="fc_padding 'same' exists for deconvnet only"):
+        save_checkpoint(tmp_path / "bad.pt", {}, bad)
+
+
 @pytest.fixture()
 def linknet_ckpt(tmp_path: Path) -> Path:
     path = tmp_path / "linknet.pt"

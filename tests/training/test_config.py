@@ -75,6 +75,10 @@ def test_check_rejects_impossible_settings() -> None:
         TrainConfig(data="x", arch="fcn8s", stage="stage1").check()
     with pytest.raises(DeconvGuiError, match="min_window"):
         TrainConfig(data="x", min_window=-1).check()
+    with pytest.raises(DeconvGuiError, match="fc_padding must be one of valid, same"):
+        TrainConfig(data="x", fc_padding="full").check()
+    with pytest.raises(DeconvGuiError, match="fc_padding is DeconvNet's"):
+        TrainConfig(data="x", arch="fcn8s", fc_padding="same").check()
     with pytest.raises(DeconvGuiError, match="--data"):
         TrainConfig().check()
 

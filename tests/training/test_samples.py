@@ -307,3 +307,4 @@ def test_edge_filled_windows_are_the_inference_crops_and_reach_the_exported_meta
     assert zeros[0][0][:, :5, :5].max() == 0 and image[:, :5, :5].max() > 0  # the corner: black vs repeated
     assert torch.equal(label, zeros[0][1])  # labels: void outside either way
     assert model_meta(TrainConfig(crop_fill="edge"), folder_ds, {}).crop_fill == "edge"
+    assert model_meta(TrainConfig(fc_padding="same"), folder_ds, {}).fc_padding == "same"
