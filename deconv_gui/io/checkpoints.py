@@ -75,7 +75,8 @@ class ModelMeta:
     half-size images has 0.5; the scores are resized back to the image). ``crop_fill`` is what a proposal crop
     holds past the image's border (:data:`~deconv_gui.core.vocabulary.CROP_FILLS`; as the model was trained).
     ``encoder_width`` / ``fc_width`` (VGG16 models) scale the encoder and fc6/fc7 apart from ``width``; ``None``
-    means "as ``width``". ``fc_padding`` is DeconvNet's fc6 (:data:`~deconv_gui.core.vocabulary.FC_PADDINGS`). ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
+    means "as ``width``". ``fc_padding`` is DeconvNet's fc6 (:data:`~deconv_gui.core.vocabulary.FC_PADDINGS`).
+    ``proposals`` holds the Edge Box settings the model was made for (``EdgeBoxConfig``
     field → value, e.g. ``{"min_side": 48, "top_n": 100}``; empty = DeconvNet's VOC defaults), used by the pipeline unless the user overrides them.
     ``ensemble`` (``{"weight": w, "partner": name, "chosen_on": split, ...}``) and ``crf`` (``CRFParams``
     fields plus ``"chosen_on"``) are what ``tune-ensemble`` / ``tune-crf`` chose; empty = the paper's defaults.
@@ -209,14 +210,18 @@ def _split_tensors(tensors: dict[str, Tensor], max_bytes: int) -> list[dict[str,
     return groups
 
 
+SHARD_INFIX = ".part"
+"""Shard ``k`` of ``name.pt`` is ``name`` + this + ``k`` + ``.pt`` (k ≥ 2; the checkpoint itself is part 1)."""
+
+
 def shard_path(path: Path, k: int) -> Path:
     """Shard ``k`` (1-based, k ≥ 2) of checkpoint ``path``: ``name.pt`` → ``name.part2.pt``."""
-    return path.with_name(f"{path.stem}.part{k}{path.suffix}")
+    return path.with_name(f"{path.stem}{SHARD_INFIX}{k}{path.suffix}")
 
 
 def is_shard_file(path: Path) -> bool:
-    """Whether ``path`` is named like a shard (``name.partK.pt``, K ≥ 2) rather than a checkpoint."""
-    return re.fullmatch(r".+\.part([2-9]|[1-9]\d+)\.pt", Path(path).name) is not None
+    """Whether ``path`` is named as :func:`shard_path` names shards (``name.partK.pt``, K ≥ 2)."""
+    return re.fullmatch(rf".+{re.escape(SHARD_INFIX)}([2-9]|[1-9]\d+)\.pt", Path(path).name) is not None
 
 
 def save_checkpoint(
