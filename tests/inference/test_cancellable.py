@@ -82,7 +82,9 @@ def test_sliced_layers_under_bf16_autocast_match_the_whole_ones(monkeypatch: pyt
         monkeypatch.setattr(mod, "SLICE_WEIGHTS", 50_000)
         with cancellable([model], CancelToken()):
             got = model(x)["out"].float()
-    assert (got - expected).abs().max() <= 0.02 * expected.abs().max()
+    # bf16 rounds each of ~30 layers to 8 bits, and slicing changes the summation order: 3.6 % of the peak on
+    # an AMD EPYC without AVX-512, under 2 % with it. A lost or misplaced slice is off by ~100 %.
+    assert (got - expected).abs().max() <= 0.08 * expected.abs().max()
 
 
 def _fused(model: nn.Module) -> nn.Module:
