@@ -3,7 +3,12 @@
 Run from the repository root::
 
     .venv/bin/python bench/learning_curve.py RUN_DIR[=LABEL] [RUN_DIR ...] --out resources/curves/NAME.png \\
-        [--title TEXT] [--split-label "val mIoU (held-out sequence 0006R0)"]
+        [--title TEXT] [--split-label "val mIoU (held-out sequence 0006R0)"] [--x iterations] \\
+        [--points "LABEL=100:20.5,200:23.9"]
+
+``--x iterations`` puts optimizer steps on the x axis instead of hours; ``--points`` adds a curve from recorded
+``iteration:mIoU`` pairs (a run whose folder is gone: its val records as printed or noted), drawn only against
+iterations because its clock is not known.
 
 Hours are wall-clock from each run's first record (a resumed run continues its own clock: gaps while it was
 stopped are left out). Needs matplotlib (``pip install matplotlib``; not a dependency of the app). Prints the
@@ -42,13 +47,28 @@ def read_curve(run_dir: Path) -> tuple[list[float], list[float], list[int]]:
     return hours, mious, iterations
 
 
+def parse_points(text: str) -> tuple[list[int], list[float]]:
+    """``"100:20.5,200:23.9"`` → ``([100, 200], [20.5, 23.9])``."""
+    iterations, mious = [], []
+    for pair in text.split(","):
+        it, _, miou = pair.partition(":")
+        iterations.append(int(it))
+        mious.append(float(miou))
+    return iterations, mious
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run folders (RUN_DIR or RUN_DIR=label)")
     parser.add_argument("--out", required=True, type=Path, help="PNG to write")
     parser.add_argument("--title", default="Learning curve")
     parser.add_argument("--split-label", default="val mIoU (%)")
+    parser.add_argument("--x", choices=("hours", "iterations"), default="hours", help="what the x axis counts")
+    parser.add_argument("--points", action="append", default=[], metavar="LABEL=IT:MIOU,…",
+                        help="a curve from recorded (iteration, mIoU %%) pairs; needs --x iterations")
     args = parser.parse_args(argv)
+    if args.points and args.x != "iterations":
+        parser.error("--points has no clock: use it with --x iterations")
     try:
         import matplotlib
 
@@ -62,10 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.runs:
         folder, _, label = spec.partition("=")
         hours, mious, iterations = read_curve(Path(folder))
-        ax.plot(hours, mious, marker="o", label=label or Path(folder).name)
+        ax.plot(hours if args.x == "hours" else iterations, mious, marker="o", label=label or Path(folder).name)
         for h, m, it in zip(hours, mious, iterations, strict=True):
             print(f"{(label or Path(folder).name)[:27]:<28}{it:>10}{h:>8.2f}{m:>7.2f}")
-    ax.set_xlabel("training hours (2-core CPU)")
+    for spec in args.points:
+        label, _, pairs = spec.partition("=")
+        iterations, mious = parse_points(pairs)
+        ax.plot(iterations, mious, marker="o", linestyle="--", label=label)
+        for it, m in zip(iterations, mious, strict=True):
+            print(f"{label[:27]:<28}{it:>10}{'':>8}{m:>7.2f}")
+    ax.set_xlabel("training hours (2-core CPU)" if args.x == "hours" else "iterations (batch 8)")
     ax.set_ylabel(args.split_label)
     ax.set_title(args.title)
     ax.grid(alpha=0.3)

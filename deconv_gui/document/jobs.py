@@ -104,7 +104,8 @@ class Engine:
         self._partner_aside: tuple[ModelRunner, Path | None] | None = None
         """A partner whose classes did not match the model loaded since; it comes back with a matching one."""
         self.device = "auto"
-        self.num_proposals = 50
+        self.num_proposals = 0
+        """Edge Box proposals kept per image; 0 = the model's own ``meta.proposals`` setting (else DeconvNet's 50)."""
         self.edge_model_file: str | None = None
         self._proposer: EdgeBoxProposer | None = None
 
@@ -153,11 +154,15 @@ class Engine:
             self.num_proposals, self.edge_model_file = int(num_proposals), edge_model_file
             self._proposer = None
 
+    def model_top_n(self) -> int:
+        """The proposal count the loaded model asks for (``meta.proposals``, else DeconvNet's 50)."""
+        return edge_box_config(self.runner.meta if self.runner is not None else None).top_n
+
     def proposer(self) -> EdgeBoxProposer:
         if self._proposer is None:
             meta = self.runner.meta if self.runner is not None else None
             self._proposer = EdgeBoxProposer(edge_box_config(
-                meta, top_n=self.num_proposals, edge_model_path=self.edge_model_file or None))
+                meta, top_n=self.num_proposals or None, edge_model_path=self.edge_model_file or None))
         return self._proposer
 
     def segmenter(self, choices: ViewChoices) -> Callable[[], Segmenter]:

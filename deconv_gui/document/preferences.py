@@ -43,7 +43,7 @@ class Preferences:
 
     recent_files: list[str] = field(default_factory=list)
     recent_weights: list[str] = field(default_factory=list)
-    num_proposals: int = 50
+    num_proposals: int = 0  # Edge Box proposals kept per image; 0 = the model's own setting (meta.proposals)
     crf: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(CRFParams()))
     device: str = "auto"
     edge_model_file: str | None = None
@@ -160,9 +160,9 @@ def _string_list(value: Any) -> list[str]:
     return good
 
 
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
-        raise ValueError(f"must be a whole number >= 1, not {value!r}")
+def _proposal_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        raise ValueError(f"must be a whole number >= 0 (0 = the model's own setting), not {value!r}")
     return int(value)
 
 
@@ -192,7 +192,7 @@ def _optional_path(value: Any) -> str | None:
 
 
 _CHECKS = {
-    "recent_files": _string_list, "recent_weights": _string_list, "num_proposals": _count, "crf": _crf,
+    "recent_files": _string_list, "recent_weights": _string_list, "num_proposals": _proposal_count, "crf": _crf,
     "device": _device, "edge_model_file": _optional_path, "annotation_folder": _optional_path,
     "export_formats": _string_list, "export_folder": _optional_path,
 }

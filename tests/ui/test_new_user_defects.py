@@ -551,3 +551,20 @@ def test_the_docked_training_form_needs_no_sideways_scrolling(qtbot, disc_ckpt):
     qtbot.waitUntil(lambda: left.width() > 0, timeout=WAIT_MS)
     assert left.width() >= left.widget().sizeHint().width(), (left.width(), left.widget().sizeHint().width())
     window.close()
+
+
+def test_the_proposal_count_says_it_is_the_models_own_until_changed(qtbot, tiny_deconvnet_ckpt: Path) -> None:
+    """A new user's count is the loaded model's (the CamVid model asks for 100, not the VOC 50), and says so."""
+    from deconv_gui.ui.main_window import MainWindow
+
+    window = MainWindow(Preferences(device="cpu"))
+    qtbot.addWidget(window)
+    c = window.controller
+    with qtbot.waitSignal(c.model_changed, timeout=WAIT_MS):
+        c.load_weights(tiny_deconvnet_ckpt)
+    box = window.controls.proposals
+    assert box.value() == 0 and box.text() == f"model's ({c.engine.model_top_n()})"
+    assert c.engine.proposer().config.top_n == c.engine.model_top_n()
+    box.setValue(9)
+    box.editingFinished.emit()
+    assert c.prefs.num_proposals == 9 and c.engine.proposer().config.top_n == 9
