@@ -8,6 +8,9 @@ prints a Markdown table of per-class IoU, mIoU, pixel accuracy and wall time.
 Rows (``--rows``, default all): ``deconvnet`` (instance-wise, ``--ensemble off``), ``deconvnet_crf``, ``fcn``,
 ``fcn_crf``, ``ensemble`` (EDeconvNet, mean), ``ensemble_crf``, ``whole`` (DeconvNet's whole-image pass).
 ``--compare LABEL=CKPT`` adds an instance-wise DeconvNet row per checkpoint (the stage comparison).
+``--one-pass`` computes the four DeconvNet rows (instance-wise, + CRF, EDeconvNet, + CRF) from one network pass per
+image: the same ``Segmenter.segment`` → ``recombine`` that ``deconv-gui evaluate`` runs, with each row's options
+(a quarter of the time when the instance-wise pass dominates); their time column is that shared pass.
 """
 
 from __future__ import annotations
@@ -49,6 +52,35 @@ def evaluate(data: str, weights: Path, extra: list[str], limit: int) -> tuple[di
     return ious, miou, pixel, seconds
 
 
+def one_pass(data: str, deconvnet: Path, fcn: Path, names: list[str], limit: int
+             ) -> dict[str, tuple[dict[str, float], float, float, float]]:
+    """The rows ``names`` (of deconvnet, deconvnet_crf, ensemble, ensemble_crf) from one pass of the networks per
+    val image; ``{row: ({class: IoU %}, mIoU %, pixel acc %, seconds of the shared pass)}``."""
+    from dataclasses import replace
+
+    from deconv_gui.cli import _make_segmenter, build_parser, dataset_for_model
+    from deconv_gui.core.metrics import ConfusionMatrix
+    from deconv_gui.inference.pipeline import recombine
+    from deconv_gui.io.dataset_files import labelled_images
+
+    args = build_parser().parse_args(["evaluate", "--data", data, "--format", "camvid", "--split", "val",
+                                      "--weights", str(deconvnet), "--partner", str(fcn), "--ensemble", "mean"])
+    segmenter = _make_segmenter(args, progress_bar=False)
+    base = segmenter.options
+    options = {"deconvnet": replace(base, ensemble="off"), "deconvnet_crf": replace(base, ensemble="off", crf=True),
+               "ensemble": base, "ensemble_crf": replace(base, crf=True)}
+    files, classes = dataset_for_model(args, segmenter.runner.meta.class_names)
+    matrices = {name: ConfusionMatrix(len(classes)) for name in names}
+    t0 = time.perf_counter()
+    for image, target in labelled_images(files, len(classes), limit):
+        raw = segmenter.segment(image)
+        for name in names:
+            matrices[name].update(target, recombine(raw, image, options[name]).label)
+    seconds = time.perf_counter() - t0
+    return {name: ({c: 100 * float(v) for c, v in zip(classes, cm.iou(), strict=True)}, 100 * cm.mean_iou(),
+                   100 * cm.pixel_accuracy(), seconds) for name, cm in matrices.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="CamVid root (SegNet layout)")
@@ -57,6 +89,8 @@ def main() -> int:
     parser.add_argument("--rows", default="deconvnet,deconvnet_crf,fcn,fcn_crf,ensemble,ensemble_crf,whole")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=CKPT")
     parser.add_argument("--limit", type=int, default=0, help="first N val images only (0 = all 101)")
+    parser.add_argument("--one-pass", action="store_true",
+                        help="the DeconvNet/EDeconvNet rows from one network pass per image (see above)")
     args = parser.parse_args()
 
     dn, fcn, partner = args.deconvnet, args.fcn, ["--partner", str(args.fcn), "--ensemble", "mean"]
@@ -69,14 +103,19 @@ def main() -> int:
         "ensemble_crf": ("EDeconvNet + CRF", dn, [*partner, "--crf"]),
         "whole": ("DeconvNet, whole-image pass", dn, ["--mode", "whole"]),
     }
-    rows = [catalogue[name] for name in args.rows.split(",") if name]
+    wanted = [name for name in args.rows.split(",") if name]
+    shared = [n for n in wanted if n in ("deconvnet", "deconvnet_crf", "ensemble", "ensemble_crf")] \
+        if args.one_pass else []
+    shared_rows = one_pass(args.data, dn, fcn, shared, args.limit) if shared else {}
+    rows = [catalogue[name] for name in wanted]
     for spec in args.compare:
         label, _, ckpt = spec.partition("=")
         rows.append((label, Path(ckpt), ["--ensemble", "off"]))
 
     header_done = False
-    for label, weights, extra in rows:
-        ious, miou, pixel, seconds = evaluate(args.data, weights, extra, args.limit)
+    for name, (label, weights, extra) in zip(wanted + [""] * len(args.compare), rows, strict=True):
+        ious, miou, pixel, seconds = shared_rows[name] if name in shared_rows else \
+            evaluate(args.data, weights, extra, args.limit)
         if not header_done:
             names = [SHORT.get(n, n) for n in ious]
             print("| model | " + " | ".join(names) + " | **mIoU** | pixel acc | s / run |")
