@@ -155,6 +155,16 @@ def init_weights(path: str | Path, *, architecture: str, width: float, class_nam
     return state_dict
 
 
+def inherited_proposals(path: str | Path) -> dict:
+    """The Edge Box settings (``meta.proposals``) of the inference checkpoint a run starts from with ``--init``:
+    they describe the data (object sizes), not the weights, so the run's exports carry them on. ``{}`` for a
+    training state, a checkpoint without them, or a file that is gone (a run resumed after its init was moved)."""
+    path = Path(path)
+    if is_state_file(path) or not path.is_file():
+        return {}
+    return dict(load_checkpoint(path)[1].proposals)
+
+
 def export_inference(path: Path, model: nn.Module, meta: ModelMeta, *, half: bool) -> Path:
     """Write an inference checkpoint (``io.checkpoints`` format) of ``model`` with ``meta``; returns ``path``."""
     save_checkpoint(path, model.state_dict(), meta, half=half)

@@ -36,6 +36,7 @@ from deconv_gui.training.checkpointing import (
     STATE_FILE,
     check_fits,
     export_inference,
+    inherited_proposals,
     init_weights,
     load_state,
     restore_rng,
@@ -171,6 +172,7 @@ class _Trainer:
 
         log.info("building the %s ×%g model…", cfg.arch, cfg.width)
         model = make_model(cfg, len(self.class_names))
+        self.proposals = inherited_proposals(cfg.init) if cfg.init else {}
         if cfg.init and resume_state is None:
             weights = init_weights(cfg.init, architecture=cfg.arch, width=cfg.width, class_names=self.class_names)
             check_fits(weights, model, cfg.init)
@@ -268,7 +270,7 @@ class _Trainer:
             self.best_miou = miou
             if self.main:
                 path = export_inference(self.run_dir / BEST_FILE, self.model,
-                                        model_meta(self.cfg, self.train_ds, self.last_val), half=self.cfg.fp16_export)
+                                        model_meta(self.cfg, self.train_ds, self.last_val, self.proposals), half=self.cfg.fp16_export)
                 self.metrics.event("best", iteration=iteration, path=path, message=f"val mIoU {miou:.4f}")
 
     def _step(self, batches) -> tuple[float, float]:  # noqa: ANN001 - the loader's iterator
@@ -362,7 +364,7 @@ class _Trainer:
         final = None
         if self.main:
             final = export_inference(self.run_dir / FINAL_FILE, self.model,
-                                     model_meta(cfg, self.train_ds, self.last_val), half=cfg.fp16_export)
+                                     model_meta(cfg, self.train_ds, self.last_val, self.proposals), half=cfg.fp16_export)
         digests = dist_utils.gather_strings(weights_digest(self.model), self.dist)
         if self.main and self.dist.enabled:
             atomic_write_bytes(self.run_dir / RANKS_FILE, json.dumps({"sha256": digests}).encode())

@@ -121,14 +121,15 @@ def make_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     return model
 
 
-def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict) -> ModelMeta:
-    """Inference metadata for the run's exported weights (class names, palette, normalisation, config)."""
+def model_meta(cfg: TrainConfig, ds: SegmentationDataset, metrics: dict, proposals: dict | None = None) -> ModelMeta:
+    """Inference metadata for the run's exported weights (class names, palette, normalisation, config, and the
+    Edge Box ``proposals`` settings it inherits from its ``--init`` checkpoint)."""
     input_size = 224 if cfg.arch == "deconvnet" else (cfg.crop_size if cfg.stage != "whole" else min(cfg.crop))
     return ModelMeta(
         architecture=cfg.arch, width=float(cfg.width), num_classes=len(ds.class_names),
         class_names=list(ds.class_names), palette=ds.palette.tolist(), mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD), input_size=int(input_size), whole_scale=float(cfg.whole_scale),
-        crop_fill=cfg.crop_fill,
+        crop_fill=cfg.crop_fill, proposals=dict(proposals or {}),
         train_config=cfg.to_dict(), metrics=metrics,
         **architecture_options(cfg),
     )

@@ -233,3 +233,20 @@ def test_first_signal_requests_a_stop_and_a_second_sigint_aborts() -> None:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_run_started_with_init_carries_its_proposal_settings_on(tree: Path, tmp_path: Path,
+                                                                  tiny_fcn_ckpt: Path) -> None:
+    """A CamVid model fine-tuned with --init keeps the Edge Box settings its start carried (object sizes belong
+    to the data); a run from scratch has none (the pipeline's VOC defaults)."""
+    from deconv_gui.io.checkpoints import copy_checkpoint, load_checkpoint, update_checkpoint_meta
+
+    start = tmp_path / "start.pt"
+    copy_checkpoint(tiny_fcn_ckpt, start)
+    update_checkpoint_meta(start, {"proposals": {"min_side": 24.0, "top_n": 7}})
+    common = {"arch": "fcn8s", "width": 0.125, "stage": "whole", "iterations": 1, "batch_size": 1,
+              "crop": [64, 64]}
+    _train(tree, tmp_path / "tuned", init=str(start), **common)
+    assert load_checkpoint(tmp_path / "tuned" / "final.pt")[1].proposals == {"min_side": 24.0, "top_n": 7}
+    _train(tree, tmp_path / "scratch", **common)
+    assert load_checkpoint(tmp_path / "scratch" / "final.pt")[1].proposals == {}
