@@ -59,7 +59,7 @@ def parse_points(text: str) -> tuple[list[int], list[float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", help="run folders (RUN_DIR or RUN_DIR=label)")
+    parser.add_argument("runs", nargs="*", help="run folders (RUN_DIR or RUN_DIR=label)")
     parser.add_argument("--out", required=True, type=Path, help="PNG to write")
     parser.add_argument("--title", default="Learning curve")
     parser.add_argument("--split-label", default="val mIoU (%)")
