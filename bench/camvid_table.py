@@ -58,6 +58,8 @@ def one_pass(data: str, deconvnet: Path, fcn: Path, names: list[str], limit: int
     val image; ``{row: ({class: IoU %}, mIoU %, pixel acc %, seconds of the shared pass)}``."""
     from dataclasses import replace
 
+    from tqdm import tqdm
+
     from deconv_gui.cli import _make_segmenter, build_parser, dataset_for_model
     from deconv_gui.core.metrics import ConfusionMatrix
     from deconv_gui.inference.pipeline import recombine
@@ -72,7 +74,8 @@ def one_pass(data: str, deconvnet: Path, fcn: Path, names: list[str], limit: int
     files, classes = dataset_for_model(args, segmenter.runner.meta.class_names)
     matrices = {name: ConfusionMatrix(len(classes)) for name in names}
     t0 = time.perf_counter()
-    for image, target in labelled_images(files, len(classes), limit):
+    count = min(len(files), limit or len(files))
+    for image, target in tqdm(labelled_images(files, len(classes), limit), total=count, unit="img", disable=None):
         raw = segmenter.segment(image)
         for name in names:
             matrices[name].update(target, recombine(raw, image, options[name]).label)
