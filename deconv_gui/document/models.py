@@ -4,15 +4,11 @@ what a checkpoint was trained on, and a cheap look at any checkpoint's metadata.
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from deconv_gui.core.errors import CheckpointError
-from deconv_gui.io.checkpoints import FORMAT, ModelMeta, is_shard_file
+from deconv_gui.io.checkpoints import ModelMeta, is_shard_file, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +28,6 @@ class ModelInfo:
         """Menu text, e.g. ``"demo_synthetic — deconvnet ×0.25, 6 classes"``."""
         m = self.meta
         return f"{self.path.stem} — {m.architecture} ×{m.width:g}, {m.num_classes} classes"
-
-
-def read_meta(path: str | os.PathLike[str]) -> ModelMeta:
-    """A checkpoint's :class:`ModelMeta` without reading its weights into memory (``mmap``; weights_only).
-
-    Raises CheckpointError naming the file when it is not a readable deconv_gui checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("file not found", path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - every loader failure means "not a checkpoint we can read"
-        raise CheckpointError(f"not a readable checkpoint ({type(exc).__name__})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError("not a deconv_gui checkpoint (no 'format' marker)", path)
-    return ModelMeta.from_plain(payload.get("meta"), path)
 
 
 def bundled_models(folder: Path | None = None) -> list[ModelInfo]:

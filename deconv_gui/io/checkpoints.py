@@ -378,6 +378,25 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
     return _torch_load(path)
 
 
+def read_meta(path: str | os.PathLike[str]) -> ModelMeta:
+    """A checkpoint's :class:`ModelMeta` without reading its weights into memory (``mmap``; weights_only).
+
+    Raises CheckpointError naming the file when it is not a readable deconv_gui checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("file not found", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - every loader failure means "not a checkpoint we can read"
+        raise CheckpointError(f"not a readable checkpoint ({type(exc).__name__})", path) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError("not a deconv_gui checkpoint (no 'format' marker)", path)
+    return ModelMeta.from_plain(payload.get("meta"), path)
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], ModelMeta]:
     """Read a checkpoint written by :func:`save_checkpoint`: ``(state_dict, meta)``, tensors on the CPU.
 

@@ -27,6 +27,7 @@ from deconv_gui.core.errors import CheckpointError
 from deconv_gui.io.checkpoints import (
     ModelMeta,
     load_checkpoint,
+    read_meta,
     read_torch_file,
     save_checkpoint,
     save_torch_file,
@@ -162,7 +163,7 @@ def inherited_proposals(path: str | Path) -> dict:
     path = Path(path)
     if is_state_file(path) or not path.is_file():
         return {}
-    return dict(load_checkpoint(path)[1].proposals)
+    return dict(read_meta(path).proposals)  # the metadata only: the weights are init_weights' to read
 
 
 def export_inference(path: Path, model: nn.Module, meta: ModelMeta, *, half: bool) -> Path:

@@ -60,8 +60,7 @@ class ControlsPanel(QWidget):
         self.aggregation.addItems(AGGREGATIONS)
         self.aggregation.currentTextChanged.connect(self.aggregation_changed)
         self.proposals = QSpinBox()
-        self.proposals.setRange(0, 2000)
-        self.proposals.setSpecialValueText("model's (50)")  # 0 = the loaded model's own setting
+        self.proposals.setRange(0, 2000)  # 0 = the loaded model's own setting (set_model_proposals names it)
         self.proposals.setToolTip("Edge Box proposals per image for the next run; the lowest value is the model's "
                                   "own setting (DeconvNet on VOC: 50, the CamVid model: 100)")
         self.proposals.editingFinished.connect(lambda: self.proposals_changed.emit(self.proposals.value()))

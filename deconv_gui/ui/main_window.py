@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self.controls.set_num_proposals(c.prefs.num_proposals)
+        self.controls.set_model_proposals(c.engine.model_top_n())  # no model yet: DeconvNet's default
         self.controls.set_device(c.prefs.device)
         self.controls.set_choices(c.choices)
         self.controls.set_partner_available(False)
